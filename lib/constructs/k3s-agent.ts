@@ -1,0 +1,93 @@
+/**
+ * K3sAgent: a worker that joins a K3sServer with the CA-pinned agent token. It never receives
+ * the server token or an admin kubeconfig. Destroying it drains it, deletes its Node and
+ * removes K3s and Kilo from the host.
+ */
+import { Construct } from "constructs";
+import { connectionDescription, destroyTimeConnection } from "../host/connection";
+import { agentConfig } from "../render/k3s-config";
+import { renderDrainScript, renderUninstallScript } from "../render/uninstall-script";
+import { terraformLiteral } from "./internal";
+import { K3sNode, K3sNodeProps, NodeRole } from "./k3s-node";
+import { K3sServer } from "./k3s-server";
+
+/**
+ * Settings of a K3s agent.
+ */
+export interface K3sAgentProps extends K3sNodeProps {
+  /** The server to join. Must be in the same stack. */
+  readonly server: K3sServer;
+  /**
+   * How long destroying the agent waits for its pods to drain before deleting the node anyway.
+   * @default 120
+   */
+  readonly drainTimeoutSeconds?: number;
+}
+
+/**
+ * A K3s agent installed over SSH that joins `server`.
+ */
+export class K3sAgent extends K3sNode {
+  /** The server this agent joins. */
+  public readonly server: K3sServer;
+
+  constructor(scope: Construct, id: string, props: K3sAgentProps) {
+    super(scope, id, props, NodeRole.AGENT);
+    this.server = props.server;
+    this.node.addValidation({ validate: () => this.validateAgent(props) });
+    const h = this.host;
+    const server = props.server;
+    const config = agentConfig({
+      nodeName: this.nodeName,
+      address: h.address,
+      privateAddress: h.privateAddress,
+      publicAddressOnInterface: h.publicAddressOnInterface ?? true,
+      labels: this.labels,
+      taints: this.taints,
+      extraConfig: props.extraConfig ?? {},
+      serverUrl: server.apiServerUrl,
+      token: server.agentJoinToken,
+    });
+    const drainTimeout = props.drainTimeoutSeconds ?? 120;
+    this._wireInstall(config, this._installSettings(props),
+      // The server's connection, so the destroy-time drain can run there from state alone.
+      connectionDescription(server.host, "server_"),
+      [
+        {
+          "remote-exec": {
+            when: "destroy",
+            inline: [terraformLiteral(renderDrainScript(this.nodeName, drainTimeout))],
+            connection: destroyTimeConnection(server.host, "server_"),
+            // An unreachable server must not keep the agent's own cleanup from running.
+            on_failure: "continue",
+          },
+        },
+        {
+          "remote-exec": {
+            when: "destroy",
+            inline: [terraformLiteral(renderUninstallScript("agent"))],
+            connection: destroyTimeConnection(h),
+          },
+        },
+      ],
+      // Created after, and so destroyed before, the server: the drain needs it.
+      [server.installation]);
+  }
+
+  private validateAgent(props: K3sAgentProps): string[] {
+    const errors: string[] = [];
+    const where = `K3sAgent "${this.node.path}"`;
+    if (!(props.server instanceof K3sServer)) {
+      return [`${where}: server: pass the K3sServer construct this agent joins`];
+    }
+    if (props.server.stack !== this.stack) {
+      errors.push(`${where}: server: ${props.server.node.path} is in stack "${props.server.stack.node.id}" but this agent is in "${this.stack.node.id}"; ` +
+        "create the agent in its server's stack (its join token and drain steps come from that stack's state)");
+    }
+    const dt = props.drainTimeoutSeconds;
+    if (dt !== undefined && (!Number.isInteger(dt) || dt < 0 || dt > 3600)) {
+      errors.push(`${where}: drainTimeoutSeconds: ${dt} must be a whole number of seconds between 0 and 3600`);
+    }
+    return errors;
+  }
+}

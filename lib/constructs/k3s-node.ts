@@ -1,0 +1,256 @@
+/**
+ * What K3sServer and K3sAgent share: the host, the node's identity, and the two resources that
+ * put K3s on it — a membership record that carries destroy-time cleanup, and an install step
+ * that re-runs only when this node's K3s version or configuration changes.
+ */
+import { ITerraformDependable, TerraformStack } from "cdktf";
+import { Construct } from "constructs";
+import { connectionDescription, createTimeConnection } from "../host/connection";
+import { Host } from "../host/host";
+import * as v from "../host/validate";
+import { renderK3sConfig, K3sConfig, MANAGED_KEYS } from "../render/k3s-config";
+import { InstallSettings, renderInstallScript, STAGED_CONFIG } from "../render/install-script";
+import { renderStagingScript } from "../render/shell";
+import { fingerprint, TerraformData, terraformLiteral } from "./internal";
+import { K3S_DEFAULT_VERSION, K3S_INSTALL_SCRIPT_URL } from "../versions";
+
+/** The role of a node in the cluster. */
+export enum NodeRole {
+  /** Runs the K3s control plane. */
+  SERVER = "server",
+  /** Runs workloads and joins a server. */
+  AGENT = "agent",
+}
+
+/**
+ * How K3s is installed on a node.
+ */
+export interface K3sInstallOptions {
+  /**
+   * URL of K3s's install script: a mirror, or `file:///path` for a copy already on the host.
+   * @default "https://get.k3s.io"
+   */
+  readonly scriptUrl?: string;
+  /**
+   * Use the k3s binary already at /usr/local/bin/k3s instead of downloading it
+   * (air-gapped hosts; `INSTALL_K3S_SKIP_DOWNLOAD`).
+   * @default false
+   */
+  readonly skipDownload?: boolean;
+  /**
+   * Install the WireGuard tools with apt-get when `wg` is missing (Debian/Ubuntu).
+   * Other distributions must have them already; the install stops with a message saying so.
+   * @default true
+   */
+  readonly installWireguardTools?: boolean;
+  /**
+   * How long the install waits for K3s to become ready before it fails.
+   * @default 300
+   */
+  readonly readyTimeoutSeconds?: number;
+}
+
+/**
+ * Settings every K3s node has.
+ */
+export interface K3sNodeProps {
+  /** The machine and how to reach it. */
+  readonly host: Host;
+  /**
+   * The Kubernetes node name.
+   * @default - the construct id
+   */
+  readonly nodeName?: string;
+  /**
+   * Node labels.
+   * @default - none
+   */
+  readonly labels?: { [key: string]: string };
+  /**
+   * Node taints in `key=value:Effect` form.
+   * @default - none
+   */
+  readonly taints?: string[];
+  /**
+   * The K3s release to install. Pinned: nothing floats unless you change it.
+   * @default K3S_DEFAULT_VERSION
+   */
+  readonly version?: string;
+  /**
+   * How K3s is installed.
+   * @default - the official script from get.k3s.io, WireGuard tools installed when missing
+   */
+  readonly install?: K3sInstallOptions;
+  /**
+   * Any other K3s config keys (flag names without dashes, lists for repeatable flags), for example
+   * `{ "disable": ["traefik"], "kubelet-arg": ["max-pods=150"] }`. Keys this library manages are refused.
+   * @default - none
+   */
+  readonly extraConfig?: { [key: string]: any };
+}
+
+/**
+ * A host running K3s: the common base of K3sServer and K3sAgent.
+ */
+export abstract class K3sNode extends Construct {
+  /** Server or agent. */
+  public readonly role: NodeRole;
+  /** The machine and how to reach it. */
+  public readonly host: Host;
+  /** The Kubernetes node name. */
+  public readonly nodeName: string;
+  /** The K3s release this node runs. */
+  public readonly version: string;
+  /** Node labels. */
+  public readonly labels: { [key: string]: string };
+  /** Node taints. */
+  public readonly taints: string[];
+  /** Kept in state; its destroy-time provisioners take the node out of the cluster. */
+  /** @internal */
+  protected _membership!: TerraformData;
+  /** Installs or reconfigures K3s; replaced (re-run) when this node's fingerprint changes. */
+  /** @internal */
+  protected _installStep!: TerraformData;
+  private readonly prerequisites: ITerraformDependable[] = [];
+
+  protected constructor(scope: Construct, id: string, props: K3sNodeProps, role: NodeRole) {
+    super(scope, id);
+    this.role = role;
+    this.host = props.host;
+    this.nodeName = props.nodeName ?? id.toLowerCase();
+    this.version = props.version ?? K3S_DEFAULT_VERSION;
+    this.labels = props.labels ?? {};
+    this.taints = props.taints ?? [];
+    this.node.addValidation({ validate: () => this.validateNode(props) });
+  }
+
+  /** The resource that installs K3s on this node; depend on it to run after the install. */
+  public get installation(): ITerraformDependable {
+    return this._installStep;
+  }
+
+  /**
+   * Run `dependency` before K3s is installed on this node (PeerFirewall uses it so the
+   * firewall is up before K3s listens). Ordering only: a change to it never re-runs the install.
+   */
+  public addInstallPrerequisite(dependency: ITerraformDependable): void {
+    this.prerequisites.push(dependency);
+    if (this._installStep) this._installStep.dependsOn = [...(this._installStep.dependsOn ?? []), dependency.fqn];
+  }
+
+  /** The stack this node's resources live in. */
+  public get stack(): TerraformStack {
+    return TerraformStack.of(this);
+  }
+
+  /** @internal */
+  protected _installSettings(props: K3sNodeProps): InstallSettings {
+    return {
+      role: this.role === NodeRole.SERVER ? "server" : "agent",
+      version: this.version,
+      installScriptUrl: props.install?.scriptUrl ?? K3S_INSTALL_SCRIPT_URL,
+      skipDownload: props.install?.skipDownload ?? false,
+      installWireguardTools: props.install?.installWireguardTools ?? true,
+      readyTimeoutSeconds: props.install?.readyTimeoutSeconds ?? 300,
+    };
+  }
+
+  /**
+   * Create the membership record and the install step.
+   * @param membershipInput key-free data the destroy-time provisioners read from `self.input`
+   * @param destroyProvisioners raw destroy-time provisioners for the membership record
+   */
+  /** @internal */
+  protected _wireInstall(
+    config: K3sConfig,
+    settings: InstallSettings,
+    membershipInput: Record<string, unknown>,
+    destroyProvisioners: Array<Record<string, unknown>>,
+    membershipDependsOn: ITerraformDependable[],
+  ): void {
+    this._membership = new TerraformData(this, "membership", {
+      // Only the node's identity replaces it: a replacement runs the destroy-time cleanup.
+      triggersReplace: { node_name: this.nodeName, host: this.host.ssh.host ?? this.host.address },
+      input: { ...connectionDescription(this.host), ...membershipInput },
+      dependsOn: membershipDependsOn.length ? membershipDependsOn : undefined,
+    });
+    if (destroyProvisioners.length) this._membership.addOverride("provisioner", destroyProvisioners);
+
+    const configYaml = renderK3sConfig(config);
+    const script = renderInstallScript(settings);
+    this._installStep = new TerraformData(this, "install", {
+      // A digest only: the config holds tokens, and triggers are stored in state in clear.
+      triggersReplace: fingerprint(`${script}\n${configYaml}`),
+      dependsOn: [this._membership],
+    });
+    const connection = createTimeConnection(this.host);
+    this._installStep.connection = connection;
+    this._installStep.provisioners = [
+      { type: "remote-exec", inline: [terraformLiteral(renderStagingScript())] },
+      { type: "file", content: terraformLiteral(configYaml), destination: STAGED_CONFIG },
+      { type: "remote-exec", inline: [terraformLiteral(script)] },
+    ];
+    for (const p of this.prerequisites) this._installStep.dependsOn = [...(this._installStep.dependsOn ?? []), p.fqn];
+  }
+
+  private validateNode(props: K3sNodeProps): string[] {
+    const errors: string[] = [];
+    const where = `${this.constructor.name} "${this.node.path}"`;
+    const err = (field: string, msg: string | undefined) => { if (msg) errors.push(`${where}: ${field}: ${msg}`); };
+    const h = props.host;
+    if (!h || h.address === undefined) {
+      errors.push(`${where}: host.address is required: the node's public IP or DNS name`);
+      return errors;
+    }
+    err("host.address", v.checkAddress(h.address));
+    if (h.privateAddress !== undefined) err("host.privateAddress", v.checkIp(h.privateAddress));
+    if (h.publicAddressOnInterface === false && !v.isToken(h.address) && v.checkIp(h.address)) {
+      err("host.address", `"${h.address}" must be an IP address when publicAddressOnInterface is false (K3s's node-external-ip takes an IP)`);
+    }
+    if (h.location !== undefined && !v.isToken(h.location)) err("host.location", v.checkLabelValue("location", h.location));
+    const s = h.ssh;
+    if (!s) {
+      errors.push(`${where}: host.ssh is required: give at least { privateKeyPath } or { agent: true }`);
+    } else {
+      if (s.host !== undefined) err("host.ssh.host", v.checkAddress(s.host));
+      if (s.port !== undefined) err("host.ssh.port", v.checkPort(s.port));
+      if (s.timeout !== undefined) err("host.ssh.timeout", v.checkDuration(s.timeout));
+      if (s.hostKey !== undefined) err("host.ssh.hostKey", v.checkHostKey(s.hostKey));
+      if (s.scriptPath !== undefined) err("host.ssh.scriptPath", v.checkAbsolutePath(s.scriptPath));
+      if (s.user !== undefined && !v.isToken(s.user) && !/^[a-z_][a-z0-9_.-]*\$?$/i.test(s.user)) {
+        err("host.ssh.user", `"${s.user}" is not a valid login name`);
+      }
+      if (s.agent === false && s.privateKey === undefined && s.privateKeyPath === undefined) {
+        err("host.ssh", "no credentials: agent is false and neither privateKeyPath nor privateKey is set");
+      }
+      if (s.bastion) {
+        err("host.ssh.bastion.host", v.checkAddress(s.bastion.host));
+        if (s.bastion.port !== undefined) err("host.ssh.bastion.port", v.checkPort(s.bastion.port));
+        if (s.bastion.hostKey !== undefined) err("host.ssh.bastion.hostKey", v.checkHostKey(s.bastion.hostKey));
+      }
+      if (s.privateKey !== undefined && s.privateKeyPath === undefined && s.agent !== true) {
+        err("host.ssh", "privateKey (the key's content) reaches create-time steps only; destroy-time cleanup and the kubeconfig fetch read their connection from state, where no key may go. Also set privateKeyPath, or agent: true with the key loaded in your SSH agent");
+      }
+    }
+    err("nodeName", v.checkNodeName(this.nodeName));
+    err("version", v.checkK3sVersion(this.version));
+    for (const [k, val] of Object.entries(this.labels)) {
+      err("labels", v.checkLabelKey(k) ?? v.checkLabelValue(k, val));
+    }
+    for (const t of this.taints) err("taints", v.checkTaint(t));
+    if (props.install?.scriptUrl !== undefined) err("install.scriptUrl", v.checkUrl(props.install.scriptUrl));
+    const rt = props.install?.readyTimeoutSeconds;
+    if (rt !== undefined && !v.isToken(rt) && (!Number.isInteger(rt) || rt < 10 || rt > 3600)) {
+      err("install.readyTimeoutSeconds", `${rt} must be a whole number of seconds between 10 and 3600`);
+    }
+    for (const k of Object.keys(props.extraConfig ?? {})) {
+      if (k in MANAGED_KEYS) err(`extraConfig["${k}"]`, `this key is managed by cdktf-k3s-kilo (${MANAGED_KEYS[k]})`);
+      else if (k.startsWith("-")) err(`extraConfig["${k}"]`, `write the flag name without leading dashes ("${k.replace(/^-+/, "")}")`);
+    }
+    // Node names must be unique across the cluster's stack.
+    const others = this.stack.node.findAll().filter((c): c is K3sNode => c instanceof K3sNode && c !== this);
+    const dup = others.find((o) => o.nodeName === this.nodeName && !v.isToken(this.nodeName));
+    if (dup) err("nodeName", `"${this.nodeName}" is also the node name of ${dup.node.path}; give each node its own nodeName`);
+    return errors;
+  }
+}

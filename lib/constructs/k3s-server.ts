@@ -1,0 +1,179 @@
+/**
+ * K3sServer: the control plane on one host, Kilo-ready, with its tokens generated here and its
+ * admin kubeconfig and CA-pinned agent join token read back through Terraform.
+ */
+import { Fn, Token } from "cdktf";
+import { Construct } from "constructs";
+import { dataLocalCommand, sensitiveFile } from "@cdktf/provider-local";
+import { password } from "@cdktf/provider-random";
+import { connectionDescription, destroyTimeConnection } from "../host/connection";
+import * as v from "../host/validate";
+import { serverConfig } from "../render/k3s-config";
+import { renderUninstallScript } from "../render/uninstall-script";
+import { ensureProvider, terraformLiteral } from "./internal";
+import { K3sNode, K3sNodeProps, NodeRole } from "./k3s-node";
+import { join } from "path";
+
+/** The program the kubeconfig fetch runs, inside this package. */
+const FETCH_PROGRAM = join(__dirname, "..", "deploy", "fetch-kubeconfig.js");
+
+/**
+ * Settings of a K3s server.
+ */
+export interface K3sServerProps extends K3sNodeProps {
+  /**
+   * Name of the cluster in the kubeconfig (cluster, context and user names derive from it).
+   * @default "k3s"
+   */
+  readonly clusterName?: string;
+  /**
+   * The address clients and agents reach the API at; written into the kubeconfig and the
+   * agents' server URL, and added to the certificate's names.
+   * @default - host.address
+   */
+  readonly apiAddress?: string;
+  /**
+   * Extra names or addresses for the API server certificate (DNS names, load balancers).
+   * @default - only apiAddress and host.address
+   */
+  readonly tlsSans?: string[];
+  /**
+   * Pod network. Kilo reads each node's share of it from Kubernetes.
+   * @default "10.42.0.0/16"
+   */
+  readonly clusterCidr?: string;
+  /**
+   * Service network.
+   * @default "10.43.0.0/16"
+   */
+  readonly serviceCidr?: string;
+  /**
+   * Encrypt Secrets at rest in the datastore.
+   * @default true
+   */
+  readonly secretsEncryption?: boolean;
+  /**
+   * Also write the admin kubeconfig to this local file (mode 0600) on the machine running
+   * `cdktf deploy`. It is rewritten on every apply that changes it, so deleting it is harmless.
+   * @default - no file; read the `kubeconfig` attribute instead
+   */
+  readonly kubeconfigPath?: string;
+}
+
+/**
+ * A K3s server installed over SSH, with flannel off so Kilo can be the CNI.
+ *
+ * Generates the server token and a separate agent token; agents only ever receive the latter,
+ * in the secure `K10<CA hash>::` form that makes them verify the server before joining.
+ */
+export class K3sServer extends K3sNode {
+  /** The admin kubeconfig, rewritten to `apiServerUrl` (sensitive). */
+  public readonly kubeconfig: string;
+  /** https://apiAddress:6443 */
+  public readonly apiServerUrl: string;
+  /** The cluster CA certificate (PEM). */
+  public readonly clusterCaCertificate: string;
+  /** The admin client certificate (PEM, sensitive). */
+  public readonly clientCertificate: string;
+  /** The admin client key (PEM, sensitive). */
+  public readonly clientKey: string;
+  /** sha256 of the cluster CA: the pin in the agents' join token. */
+  public readonly caHash: string;
+  /** The token agents join with, `K10<caHash>::node:<secret>` (sensitive). */
+  public readonly agentJoinToken: string;
+  /** Pod network CIDR. */
+  public readonly clusterCidr: string;
+  /** Service network CIDR. */
+  public readonly serviceCidr: string;
+  /** Name of the cluster in the kubeconfig. */
+  public readonly clusterName: string;
+  /** The address clients and agents reach the API at. */
+  public readonly apiAddress: string;
+
+  constructor(scope: Construct, id: string, props: K3sServerProps) {
+    super(scope, id, props, NodeRole.SERVER);
+    ensureProvider(this, "random");
+    ensureProvider(this, "local");
+    this.clusterName = props.clusterName ?? "k3s";
+    this.clusterCidr = props.clusterCidr ?? "10.42.0.0/16";
+    this.serviceCidr = props.serviceCidr ?? "10.43.0.0/16";
+    this.apiAddress = props.apiAddress ?? props.host?.address;
+    this.apiServerUrl = `https://${bracketIpv6(this.apiAddress)}:6443`;
+    this.node.addValidation({ validate: () => this.validateServer(props) });
+
+    // Letters and digits only: safe in YAML, URLs and the `K10…::node:<secret>` join token.
+    const serverToken = new password.Password(this, "server-token", { length: 48, special: false });
+    const agentToken = new password.Password(this, "agent-token", { length: 48, special: false });
+
+    const h = this.host;
+    const config = serverConfig({
+      nodeName: this.nodeName,
+      address: h.address,
+      privateAddress: h.privateAddress,
+      publicAddressOnInterface: h.publicAddressOnInterface ?? true,
+      labels: this.labels,
+      taints: this.taints,
+      extraConfig: props.extraConfig ?? {},
+      token: serverToken.result,
+      agentToken: agentToken.result,
+      tlsSans: [this.apiAddress, h.address, ...(props.tlsSans ?? [])],
+      clusterCidr: this.clusterCidr,
+      serviceCidr: this.serviceCidr,
+      secretsEncryption: props.secretsEncryption ?? true,
+    });
+    this._wireInstall(config, this._installSettings(props), {}, [{
+      "remote-exec": {
+        when: "destroy",
+        inline: [terraformLiteral(renderUninstallScript("server"))],
+        connection: destroyTimeConnection(h),
+      },
+    }], []);
+
+    // Read on every plan once the install has run: the kubeconfig can always be fetched again.
+    const fetch = new dataLocalCommand.DataLocalCommand(this, "credentials", {
+      command: "node",
+      arguments: [FETCH_PROGRAM],
+      stdin: Fn.jsonencode({
+        ...connectionDescription(h),
+        api_server_url: this.apiServerUrl,
+        cluster_name: this.clusterName,
+      }),
+      dependsOn: [this._installStep],
+    });
+    const field = (name: string) => Fn.lookup(Fn.jsondecode(fetch.stdout), name, "");
+    this.kubeconfig = Fn.sensitive(field("kubeconfig"));
+    this.clusterCaCertificate = field("cluster_ca_certificate");
+    this.clientCertificate = Fn.sensitive(field("client_certificate"));
+    this.clientKey = Fn.sensitive(field("client_key"));
+    this.caHash = field("ca_hash");
+    this.agentJoinToken = Fn.sensitive(Fn.join("", ["K10", this.caHash, "::node:", agentToken.result]));
+
+    if (props.kubeconfigPath !== undefined) {
+      new sensitiveFile.SensitiveFile(this, "kubeconfig-file", {
+        filename: props.kubeconfigPath,
+        content: this.kubeconfig,
+        filePermission: "0600",
+        directoryPermission: "0700",
+      });
+    }
+  }
+
+  private validateServer(props: K3sServerProps): string[] {
+    const errors: string[] = [];
+    const err = (field: string, msg: string | undefined) => { if (msg) errors.push(`K3sServer "${this.node.path}": ${field}: ${msg}`); };
+    if (props.apiAddress !== undefined) err("apiAddress", v.checkAddress(props.apiAddress));
+    for (const san of props.tlsSans ?? []) err("tlsSans", v.checkAddress(san));
+    if (props.clusterCidr !== undefined) err("clusterCidr", v.checkCidr(props.clusterCidr));
+    if (props.serviceCidr !== undefined) err("serviceCidr", v.checkCidr(props.serviceCidr));
+    if (props.clusterName !== undefined) err("clusterName", v.checkNodeName(props.clusterName));
+    const s = props.host?.ssh;
+    if (s && s.privateKeyPath === undefined && s.agent === false) {
+      err("host.ssh", "the kubeconfig fetch runs ssh on the deploying machine and needs privateKeyPath or the SSH agent");
+    }
+    return errors;
+  }
+}
+
+function bracketIpv6(address: string): string {
+  return !Token.isUnresolved(address) && address?.includes(":") ? `[${address}]` : address;
+}

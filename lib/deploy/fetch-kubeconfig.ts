@@ -1,0 +1,158 @@
+/**
+ * Runs on the machine that runs `cdktf deploy`, as the program of a `local_command` data source:
+ * reads the admin kubeconfig from a K3s server over SSH (the system ssh client), rewrites it for
+ * use from outside, and prints JSON for Terraform. Reading it on every plan means a lost local
+ * copy, or state used from another machine, gets it back.
+ *
+ * stdin:  FetchRequest as JSON (no secrets: a key *path* at most)
+ * stdout: FetchResult as JSON
+ */
+import { spawnSync } from "child_process";
+import { createHash } from "crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "fs";
+import { tmpdir } from "os";
+import { join } from "path";
+import { parse, stringify } from "yaml";
+
+export interface FetchRequest {
+  readonly host: string;
+  readonly port: number;
+  readonly user: string;
+  readonly private_key_path?: string;
+  readonly host_key?: string;
+  readonly bastion_host?: string;
+  readonly bastion_port?: number;
+  readonly bastion_user?: string;
+  readonly bastion_private_key_path?: string;
+  readonly bastion_host_key?: string;
+  /** https://address:6443 as clients outside the host reach it. */
+  readonly api_server_url: string;
+  readonly cluster_name: string;
+  readonly connect_timeout_seconds?: number;
+}
+
+export interface FetchResult {
+  readonly kubeconfig: string;
+  /** sha256 (hex) of the cluster CA, the hash in a secure `K10<hash>::` join token. */
+  readonly ca_hash: string;
+  readonly api_server_url: string;
+  readonly cluster_ca_certificate: string;
+  readonly client_certificate: string;
+  readonly client_key: string;
+}
+
+function expandHome(p: string): string {
+  return p.startsWith("~/") ? join(process.env.HOME ?? "", p.slice(2)) : p;
+}
+
+function knownHostsLine(host: string, port: number, key: string): string {
+  const name = port === 22 ? host : `[${host}]:${port}`;
+  return `${name} ${key.trim().split(/\s+/).slice(0, 2).join(" ")}\n`;
+}
+
+/** Quote one argument for the shell that runs a ProxyCommand. */
+function q(s: string): string {
+  return `'${s.replace(/'/g, "'\\''")}'`;
+}
+
+/** The ssh client's arguments (without the remote command). */
+export function sshArgs(r: FetchRequest, knownHostsFile: string | undefined): string[] {
+  const timeout = r.connect_timeout_seconds ?? 30;
+  const common = (key?: string) => [
+    "-o", "BatchMode=yes",
+    "-o", `ConnectTimeout=${timeout}`,
+    "-o", "ServerAliveInterval=10",
+    "-o", "ServerAliveCountMax=3",
+    ...(knownHostsFile
+      ? ["-o", `UserKnownHostsFile=${knownHostsFile}`, "-o", "StrictHostKeyChecking=yes", "-o", "GlobalKnownHostsFile=/dev/null"]
+      : ["-o", "StrictHostKeyChecking=accept-new"]),
+    ...(key ? ["-i", expandHome(key), "-o", "IdentitiesOnly=yes"] : []),
+  ];
+  const args = [...common(r.private_key_path), "-p", String(r.port)];
+  if (r.bastion_host) {
+    const jump = ["ssh", ...common(r.bastion_private_key_path ?? r.private_key_path),
+      "-p", String(r.bastion_port ?? 22), "-W", "%h:%p", "-l", r.bastion_user ?? r.user, r.bastion_host];
+    args.push("-o", `ProxyCommand=${jump.map((a) => (a === "%h:%p" ? a : q(a))).join(" ")}`);
+  }
+  args.push("-l", r.user, r.host);
+  return args;
+}
+
+const REMOTE_COMMAND = "if [ \"$(id -u)\" -eq 0 ]; then cat /etc/rancher/k3s/k3s.yaml; " +
+  "else sudo -n cat /etc/rancher/k3s/k3s.yaml; fi";
+
+/**
+ * Rewrite K3s's kubeconfig (server https://127.0.0.1:6443, names "default") by parsing it:
+ * one cluster, user and context, named after the cluster, pointing at the public API URL.
+ */
+export function rewriteKubeconfig(raw: string, apiServerUrl: string, clusterName: string): FetchResult {
+  const doc = parse(raw);
+  const cluster = doc?.clusters?.[0]?.cluster;
+  const user = doc?.users?.[0]?.user;
+  if (!cluster?.["certificate-authority-data"] || !user?.["client-certificate-data"] || !user?.["client-key-data"]) {
+    throw new Error("the server's /etc/rancher/k3s/k3s.yaml has no cluster CA or client certificate; is K3s fully started?");
+  }
+  const userName = `${clusterName}-admin`;
+  const kubeconfig = {
+    apiVersion: "v1",
+    kind: "Config",
+    clusters: [{ name: clusterName, cluster: { "server": apiServerUrl, "certificate-authority-data": cluster["certificate-authority-data"] } }],
+    users: [{ name: userName, user: { "client-certificate-data": user["client-certificate-data"], "client-key-data": user["client-key-data"] } }],
+    contexts: [{ name: clusterName, context: { cluster: clusterName, user: userName } }],
+    "current-context": clusterName,
+    "preferences": {},
+  };
+  const decode = (b64: string) => Buffer.from(b64, "base64").toString("utf8");
+  const ca = decode(cluster["certificate-authority-data"]);
+  return {
+    kubeconfig: stringify(kubeconfig, { lineWidth: 0 }),
+    // K3s hashes the CA file's bytes; the kubeconfig embeds the same bytes.
+    ca_hash: createHash("sha256").update(Buffer.from(cluster["certificate-authority-data"], "base64")).digest("hex"),
+    api_server_url: apiServerUrl,
+    cluster_ca_certificate: ca,
+    client_certificate: decode(user["client-certificate-data"]),
+    client_key: decode(user["client-key-data"]),
+  };
+}
+
+export function fetchKubeconfig(r: FetchRequest): FetchResult {
+  const dir = mkdtempSync(join(tmpdir(), "cdktf-k3s-kilo-"));
+  try {
+    let knownHosts: string | undefined;
+    if (r.host_key || r.bastion_host_key) {
+      knownHosts = join(dir, "known_hosts");
+      let lines = "";
+      if (r.host_key) lines += knownHostsLine(r.host, r.port, r.host_key);
+      if (r.bastion_host && r.bastion_host_key) lines += knownHostsLine(r.bastion_host, r.bastion_port ?? 22, r.bastion_host_key);
+      writeFileSync(knownHosts, lines, { mode: 0o600 });
+      if (!r.host_key) knownHosts = undefined; // only the bastion is pinned: see README
+    }
+    const timeout = ((r.connect_timeout_seconds ?? 30) + 60) * 1000;
+    const res = spawnSync("ssh", [...sshArgs(r, knownHosts), REMOTE_COMMAND], { encoding: "utf8", timeout, maxBuffer: 4 << 20 });
+    const where = `${r.user}@${r.host}:${r.port}${r.bastion_host ? ` via ${r.bastion_host}` : ""}`;
+    if (res.error) throw new Error(`could not run ssh to ${where}: ${res.error.message}`);
+    if (res.status !== 0) {
+      const why = (res.stderr || "").trim().split("\n").slice(-3).join(" / ");
+      throw new Error(`ssh to ${where} failed (exit ${res.status}): ${why}`);
+    }
+    return rewriteKubeconfig(res.stdout, r.api_server_url, r.cluster_name);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function main(): void {
+  let input = "";
+  process.stdin.setEncoding("utf8");
+  process.stdin.on("data", (c) => (input += c));
+  process.stdin.on("end", () => {
+    try {
+      process.stdout.write(JSON.stringify(fetchKubeconfig(JSON.parse(input))));
+    } catch (e) {
+      process.stderr.write(`cdktf-k3s-kilo: fetching the kubeconfig: ${(e as Error).message}\n`);
+      process.exit(1);
+    }
+  });
+}
+
+if (require.main === module) main();

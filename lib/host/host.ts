@@ -1,0 +1,135 @@
+/**
+ * The host and connection model: where a node lives and how Terraform reaches it over SSH.
+ * Plain data; constructs turn it into `connection` blocks and destroy-time inputs.
+ */
+
+/**
+ * A jump host that SSH goes through to reach a node (ProxyJump).
+ */
+export interface SshBastion {
+  /** Address of the jump host (IP, DNS name or a Terraform token). */
+  readonly host: string;
+  /**
+   * SSH port of the jump host.
+   * @default 22
+   */
+  readonly port?: number;
+  /**
+   * User on the jump host.
+   * @default - the node's SSH user
+   */
+  readonly user?: string;
+  /**
+   * Path of the private key for the jump host on the machine that runs `cdktf deploy`.
+   * @default - the node's privateKeyPath, else the SSH agent
+   */
+  readonly privateKeyPath?: string;
+  /**
+   * Pinned public host key of the jump host (`ssh-ed25519 AAAA…`).
+   * @default - the jump host's key is not verified
+   */
+  readonly hostKey?: string;
+}
+
+/**
+ * How Terraform reaches a node over SSH.
+ *
+ * Credentials: prefer `privateKeyPath` or an SSH agent. Both work for everything,
+ * including destroy-time steps and the kubeconfig fetch, without putting a key in state.
+ * `privateKey` (the key's content) is used only by create-time provisioners, whose
+ * connection blocks Terraform never stores; steps that must run from state alone
+ * (destroy, the kubeconfig fetch) then fall back to the SSH agent.
+ */
+export interface SshConnection {
+  /**
+   * Login user: root, or a user with passwordless sudo (`NOPASSWD`).
+   * @default "root"
+   */
+  readonly user?: string;
+  /**
+   * SSH port.
+   * @default 22
+   */
+  readonly port?: number;
+  /**
+   * Address SSH connects to, when it differs from the node's public address
+   * (for example a private address reached through a bastion).
+   * @default - the host's `address`
+   */
+  readonly host?: string;
+  /**
+   * Path of the private key on the machine that runs `cdktf deploy` (`~` is expanded).
+   * Only the path is stored in Terraform state, never the key.
+   * @default - no key file; the SSH agent is used
+   */
+  readonly privateKeyPath?: string;
+  /**
+   * The private key itself. Used by create-time provisioners only (never stored in state);
+   * destroy-time steps and the kubeconfig fetch use `privateKeyPath` or the SSH agent instead.
+   * @default - none
+   */
+  readonly privateKey?: string;
+  /**
+   * Use the SSH agent at `SSH_AUTH_SOCK`.
+   * @default - true when neither privateKeyPath nor privateKey is given
+   */
+  readonly agent?: boolean;
+  /**
+   * Pinned public host key of the node (`ssh-ed25519 AAAA…`). Strongly recommended on the
+   * public Internet: without it the first connection is trusted.
+   * @default - the host key is not verified by Terraform
+   */
+  readonly hostKey?: string;
+  /**
+   * Jump host to reach the node through.
+   * @default - direct connection
+   */
+  readonly bastion?: SshBastion;
+  /**
+   * Where Terraform uploads remote scripts. Set it on hosts whose /tmp is mounted noexec.
+   * @default "/tmp/terraform_%RAND%.sh" (Terraform's default)
+   */
+  readonly scriptPath?: string;
+  /**
+   * How long Terraform keeps trying to connect before the step fails.
+   * @default "2m"
+   */
+  readonly timeout?: string;
+}
+
+/**
+ * A machine that becomes a cluster node: its public address and how to reach it.
+ */
+export interface Host {
+  /**
+   * The public address other nodes and clients reach this node at: an IP, a DNS name,
+   * or a Terraform token such as another provider's `ipv4_address`.
+   */
+  readonly address: string;
+  /** How Terraform reaches the node over SSH. */
+  readonly ssh: SshConnection;
+  /**
+   * The address on the node's own interface, when it differs from `address`.
+   * @default - none; K3s picks the interface address
+   */
+  readonly privateAddress?: string;
+  /**
+   * Whether `address` is configured on the node's own interface. Set false for 1:1 NAT
+   * (GCP and OCI free tiers): K3s then advertises it with `node-external-ip` and Kilo is
+   * told the endpoint explicitly (`kilo.squat.ai/force-endpoint`).
+   * @default true
+   */
+  readonly publicAddressOnInterface?: boolean;
+  /**
+   * The node sits behind a NAT that does not forward inbound traffic (a home network,
+   * a device in the field). Kilo then keeps its tunnels open with persistent keepalives.
+   * @default false
+   */
+  readonly behindNat?: boolean;
+  /**
+   * A label for where the node runs (provider or region). Kilo's `location` granularity
+   * groups nodes by it; reports show it.
+   * @default - none
+   */
+  readonly location?: string;
+}

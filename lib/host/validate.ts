@@ -1,0 +1,145 @@
+/**
+ * Synth-time checks of literal values. Each returns a message describing what is wrong and how
+ * to fix it, or undefined when the value is fine. Terraform tokens are never checked: their value
+ * is only known at apply time.
+ */
+import { Token } from "cdktf";
+import * as ipaddr from "ipaddr.js";
+
+export function isToken(value: unknown): boolean {
+  return typeof value === "string" ? Token.isUnresolved(value) : value !== undefined && Token.isUnresolved(value);
+}
+
+const HOSTNAME = /^(?=.{1,253}$)([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*\.?$/;
+
+/** An IP address (v4 or v6) or a DNS name. */
+export function checkAddress(value: string): string | undefined {
+  if (isToken(value)) return undefined;
+  if (ipaddr.isValid(value)) {
+    // ipaddr also accepts shorthand such as "10.1" or "0x7f.1"; insist on the canonical forms.
+    if (ipaddr.IPv4.isValidFourPartDecimal(value) || (ipaddr.IPv6.isValid(value) && value.includes(":"))) return undefined;
+    return `"${value}" is not a valid IP address; write IPv4 as four decimal parts such as 203.0.113.10`;
+  }
+  if (/^[0-9.]+$/.test(value)) return `"${value}" is not a valid IPv4 address`;
+  if (value.includes(":")) return `"${value}" is not a valid IPv6 address`;
+  if (!HOSTNAME.test(value)) return `"${value}" is neither an IP address nor a DNS name`;
+  return undefined;
+}
+
+/** An IP address only (no DNS name). */
+export function checkIp(value: string): string | undefined {
+  if (isToken(value)) return undefined;
+  if (ipaddr.IPv4.isValidFourPartDecimal(value) || (value.includes(":") && ipaddr.IPv6.isValid(value))) return undefined;
+  return `"${value}" is not an IP address`;
+}
+
+/** A CIDR block such as 10.42.0.0/16, with no host bits set. A bare IP is not accepted. */
+export function checkCidr(value: string): string | undefined {
+  if (isToken(value)) return undefined;
+  const slash = value.indexOf("/");
+  if (slash < 0) return `"${value}" is not a CIDR block; add the prefix length (for one address: ${value}/${value.includes(":") ? 128 : 32})`;
+  const ip = value.slice(0, slash);
+  if (checkIp(ip)) return `"${value}" is not a CIDR block: "${ip}" is not an IP address`;
+  let parsed: [ipaddr.IPv4 | ipaddr.IPv6, number];
+  try {
+    parsed = ipaddr.parseCIDR(value);
+  } catch {
+    return `"${value}" is not a CIDR block: the prefix length must be 0-${value.includes(":") ? 128 : 32}`;
+  }
+  const [addr, bits] = parsed;
+  const network = addr.kind() === "ipv4"
+    ? ipaddr.IPv4.networkAddressFromCIDR(value).toString()
+    : ipaddr.IPv6.networkAddressFromCIDR(value).toString();
+  if (network !== addr.toString()) return `"${value}" has host bits set; did you mean ${network}/${bits}?`;
+  return undefined;
+}
+
+/** A TCP/UDP port number. */
+export function checkPort(value: number): string | undefined {
+  if (isToken(value)) return undefined;
+  if (!Number.isInteger(value) || value < 1 || value > 65535) return `${value} is not a port number (1-65535)`;
+  return undefined;
+}
+
+/** A K3s release such as v1.33.4+k3s1. */
+export function checkK3sVersion(value: string): string | undefined {
+  if (isToken(value)) return undefined;
+  if (!/^v1\.\d+\.\d+\+k3s\d+$/.test(value)) return `"${value}" is not a K3s release; use the form v1.N.P+k3sM, for example v1.33.4+k3s1`;
+  return undefined;
+}
+
+/** A Kubernetes node name (DNS-1123 subdomain). */
+export function checkNodeName(value: string): string | undefined {
+  if (isToken(value)) return undefined;
+  if (value.length > 253 || !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/.test(value)) {
+    return `"${value}" is not a valid node name: use lower-case letters, digits, "-" and ".", starting and ending with a letter or digit`;
+  }
+  return undefined;
+}
+
+const LABEL_NAME = /^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)$/;
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+
+/** A label or annotation key: optional DNS prefix, "/", name of at most 63 characters. */
+export function checkLabelKey(key: string): string | undefined {
+  if (isToken(key)) return undefined;
+  const parts = key.split("/");
+  if (parts.length > 2) return `label key "${key}" has more than one "/"`;
+  const name = parts[parts.length - 1];
+  if (parts.length === 2 && (parts[0].length > 253 || !DNS_SUBDOMAIN.test(parts[0]))) {
+    return `label key "${key}" has an invalid prefix "${parts[0]}": it must be a lower-case DNS name`;
+  }
+  if (name.length === 0 || name.length > 63 || !LABEL_NAME.test(name)) {
+    return `label key "${key}" is invalid: the name part must be 1-63 letters, digits, "-", "_" or ".", starting and ending with a letter or digit`;
+  }
+  return undefined;
+}
+
+/** A label value: empty, or at most 63 characters of letters, digits, "-", "_", ".". */
+export function checkLabelValue(key: string, value: string): string | undefined {
+  if (isToken(value)) return undefined;
+  if (value === "") return undefined;
+  if (value.length > 63 || !LABEL_NAME.test(value)) {
+    return `label "${key}" has an invalid value "${value}": use at most 63 letters, digits, "-", "_" or ".", starting and ending with a letter or digit`;
+  }
+  return undefined;
+}
+
+/** A taint in K3s's `key[=value]:Effect` form. */
+export function checkTaint(value: string): string | undefined {
+  if (isToken(value)) return undefined;
+  const m = /^([^=:]+)(=([^:]*))?:(NoSchedule|PreferNoSchedule|NoExecute)$/.exec(value);
+  if (!m) return `taint "${value}" is invalid: use key=value:Effect with Effect NoSchedule, PreferNoSchedule or NoExecute`;
+  return checkLabelKey(m[1]) ?? (m[3] !== undefined ? checkLabelValue(m[1], m[3]) : undefined);
+}
+
+/** A Terraform duration such as "30s", "2m" or "1h". */
+export function checkDuration(value: string): string | undefined {
+  if (isToken(value)) return undefined;
+  if (!/^(\d+h)?(\d+m)?(\d+s)?$/.test(value) || value === "") return `"${value}" is not a duration; use forms such as 30s, 2m or 1h`;
+  return undefined;
+}
+
+/** A URL the install script is downloaded from. */
+export function checkUrl(value: string): string | undefined {
+  if (isToken(value)) return undefined;
+  if (!/^(https?|file):\/\/\S+$/.test(value)) return `"${value}" is not an http(s):// or file:// URL`;
+  if (value.startsWith("http://")) return `"${value}" is plain http: the script runs as root, so fetch it over https:// (or file:// for a copy on the host)`;
+  return undefined;
+}
+
+/** An absolute path on a host (no quotes or newlines, which would break the generated scripts). */
+export function checkAbsolutePath(value: string): string | undefined {
+  if (isToken(value)) return undefined;
+  if (!value.startsWith("/") || /[\n'"\\]/.test(value)) return `"${value}" is not an absolute path without quotes or newlines`;
+  return undefined;
+}
+
+/** An OpenSSH public key line (`type base64 [comment]`). */
+export function checkHostKey(value: string): string | undefined {
+  if (isToken(value)) return undefined;
+  if (!/^(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp(256|384|521)|sk-[a-z0-9@.-]+) [A-Za-z0-9+/]+=*( .*)?$/.test(value.trim())) {
+    return `host key "${value.slice(0, 40)}…" is not an OpenSSH public key line such as "ssh-ed25519 AAAA…"`;
+  }
+  return undefined;
+}

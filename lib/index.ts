@@ -1,0 +1,5 @@
+export * from "./host/host";
+export * from "./versions";
+export * from "./constructs/k3s-node";
+export * from "./constructs/k3s-server";
+export * from "./constructs/k3s-agent";

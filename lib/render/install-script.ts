@@ -1,0 +1,120 @@
+/**
+ * The script that installs or reconfigures K3s on a node. It runs after the config has been
+ * uploaded to the staging directory, and is safe to run again: an unchanged fingerprint of
+ * (version, installer, config) with a running service changes nothing and restarts nothing.
+ */
+import { scriptHeader, shq, STAGING_DIR, STATE_DIR, WAIT_FOR_FUNCTION } from "./shell";
+
+export interface InstallSettings {
+  readonly role: "server" | "agent";
+  readonly version: string;
+  /** Where the official install script comes from (https:// or file://). */
+  readonly installScriptUrl: string;
+  /** Use the k3s binary already at /usr/local/bin/k3s (INSTALL_K3S_SKIP_DOWNLOAD). */
+  readonly skipDownload: boolean;
+  readonly installWireguardTools: boolean;
+  /** Upper bound for the readiness wait, in seconds. */
+  readonly readyTimeoutSeconds: number;
+}
+
+export const CONFIG_PATH = "/etc/rancher/k3s/config.yaml";
+export const STAGED_CONFIG = `${STAGING_DIR}/k3s-config.yaml`;
+
+export function serviceName(role: "server" | "agent"): string {
+  return role === "server" ? "k3s" : "k3s-agent";
+}
+
+export function renderInstallScript(s: InstallSettings): string {
+  const service = serviceName(s.role);
+  return [
+    scriptHeader(`install or reconfigure the K3s ${s.role} on this host`),
+    `K3S_VERSION=${shq(s.version)}`,
+    `INSTALLER_URL=${shq(s.installScriptUrl)}`,
+    `SKIP_DOWNLOAD=${s.skipDownload ? "true" : "false"}`,
+    `READY_TIMEOUT=${Math.floor(s.readyTimeoutSeconds)}`,
+    `ROLE=${s.role}`,
+    `SERVICE=${service}`,
+    `STAGED=${STAGED_CONFIG}`,
+    `CONFIG=${CONFIG_PATH}`,
+    `FINGERPRINT_FILE=${STATE_DIR}/${service}.sha256`,
+    "",
+    WAIT_FOR_FUNCTION,
+    "service_running() {",
+    "  if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then",
+    "    systemctl is-active --quiet \"$SERVICE\"",
+    "  elif command -v rc-service >/dev/null 2>&1; then",
+    "    rc-service \"$SERVICE\" status >/dev/null 2>&1",
+    "  else",
+    "    pgrep -f \"k3s ${ROLE}\" >/dev/null 2>&1",
+    "  fi",
+    "}",
+    "",
+    ...(s.installWireguardTools ? [
+      "# Kilo needs the WireGuard tools on every node.",
+      "if ! command -v wg >/dev/null 2>&1; then",
+      "  if command -v apt-get >/dev/null 2>&1; then",
+      "    log \"installing wireguard-tools\"",
+      "    export DEBIAN_FRONTEND=noninteractive",
+      "    timeout 600 apt-get update -q || fail \"apt-get update failed or took longer than 10 minutes\"",
+      "    timeout 600 apt-get install -y -q wireguard-tools || fail \"could not install wireguard-tools with apt-get\"",
+      "  else",
+      "    fail \"the WireGuard tools (wg) are missing and this host has no apt-get; install wireguard-tools with its package manager (dnf, zypper, apk, ...) and deploy again\"",
+      "  fi",
+      "fi",
+      "",
+    ] : []),
+    "# Move the uploaded config into place: root-owned, 0600, replaced atomically.",
+    "if [ -f \"$STAGED\" ]; then",
+    "  install -d -m 0755 /etc/rancher/k3s",
+    "  if ! cmp -s \"$STAGED\" \"$CONFIG\"; then",
+    "    install -m 0600 -o root -g root \"$STAGED\" \"$CONFIG.new\"",
+    "    mv -f \"$CONFIG.new\" \"$CONFIG\"",
+    "    log \"updated $CONFIG\"",
+    "  fi",
+    "  rm -f \"$STAGED\"",
+    "fi",
+    "[ -f \"$CONFIG\" ] || fail \"$CONFIG is missing: the upload step did not run\"",
+    "chmod 0600 \"$CONFIG\"",
+    "chown root:root \"$CONFIG\"",
+    "",
+    "fingerprint=$( { printf '%s\\n' \"$K3S_VERSION\" \"$INSTALLER_URL\" \"$SKIP_DOWNLOAD\" \"$SERVICE\"; cat \"$CONFIG\"; } | sha256sum | cut -d' ' -f1)",
+    "if [ -x /usr/local/bin/k3s ] && [ -f \"$FINGERPRINT_FILE\" ] && [ \"$(cat \"$FINGERPRINT_FILE\")\" = \"$fingerprint\" ] && service_running; then",
+    "  log \"K3s $K3S_VERSION ($SERVICE) already runs with this configuration; nothing to change\"",
+    "else",
+    "  installer=" + STATE_DIR + "/k3s-install.sh",
+    "  case \"$INSTALLER_URL\" in",
+    "    file://*) cp \"${INSTALLER_URL#file://}\" \"$installer\" || fail \"the install script ${INSTALLER_URL#file://} is not on this host\" ;;",
+    "    *)",
+    "      command -v curl >/dev/null 2>&1 || fail \"curl is needed to download the K3s install script; install curl\"",
+    "      curl --fail --silent --show-error --location --proto '=https' --connect-timeout 20 --max-time 300 \\",
+    "        --retry 3 -o \"$installer\" \"$INSTALLER_URL\" || fail \"could not download the K3s install script from $INSTALLER_URL\"",
+    "      ;;",
+    "  esac",
+    "  log \"installing K3s $K3S_VERSION as $SERVICE\"",
+    "  rm -f \"$FINGERPRINT_FILE\"",
+    "  if [ \"$SKIP_DOWNLOAD\" = true ]; then",
+    "    [ -x /usr/local/bin/k3s ] || fail \"skipDownload is set but /usr/local/bin/k3s is not on this host; copy the $K3S_VERSION binary there first\"",
+    "    export INSTALL_K3S_SKIP_DOWNLOAD=true",
+    "  fi",
+    "  # The token stays in the config file: nothing secret goes into the environment or argv.",
+    `  INSTALL_K3S_VERSION="$K3S_VERSION" INSTALL_K3S_EXEC="$ROLE" timeout 900 sh "$installer" || fail "the K3s install script failed"`,
+    "  write_fingerprint=1",
+    "fi",
+    "",
+    ...(s.role === "server" ? [
+      "wait_for \"$READY_TIMEOUT\" \"the K3s API server to report ready (k3s kubectl get --raw=/readyz)\" \\",
+      "  timeout 10 /usr/local/bin/k3s kubectl get --raw=/readyz",
+      "server_files_ready() { [ -s /var/lib/rancher/k3s/server/tls/server-ca.crt ] && [ -s /etc/rancher/k3s/k3s.yaml ]; }",
+      "wait_for \"$READY_TIMEOUT\" \"the cluster CA and admin kubeconfig\" server_files_ready",
+      "chmod 0600 /etc/rancher/k3s/k3s.yaml",
+      "log \"K3s API server is ready\"",
+    ] : [
+      "wait_for \"$READY_TIMEOUT\" \"the agent to join its server (kubelet credentials in /var/lib/rancher/k3s/agent)\" \\",
+      "  test -s /var/lib/rancher/k3s/agent/kubelet.kubeconfig",
+      "log \"K3s agent has joined its server\"",
+    ]),
+    "# Recorded only once K3s is ready, so a failed run is retried in full next time.",
+    "if [ \"${write_fingerprint:-0}\" = 1 ]; then printf '%s\\n' \"$fingerprint\" > \"$FINGERPRINT_FILE\"; fi",
+    "",
+  ].join("\n");
+}

@@ -1,0 +1,64 @@
+/**
+ * Destroy-time scripts: take an agent out of the cluster (run on its server), and remove K3s and
+ * Kilo's leftovers from a host (run on the host). Both tolerate work already done, so a destroy
+ * that failed halfway can simply run again.
+ */
+import { scriptHeader, shq, STATE_DIR } from "./shell";
+import { serviceName } from "./install-script";
+
+/** Drain an agent (bounded) and delete its Node object. Runs on the server. */
+export function renderDrainScript(nodeName: string, drainTimeoutSeconds: number): string {
+  const t = Math.floor(drainTimeoutSeconds);
+  return [
+    scriptHeader("drain a node and remove it from the cluster"),
+    `NODE=${shq(nodeName)}`,
+    "if [ ! -x /usr/local/bin/k3s ]; then",
+    "  log \"K3s is not installed on this server; nothing to drain\"",
+    "  exit 0",
+    "fi",
+    "if ! timeout 30 /usr/local/bin/k3s kubectl get node \"$NODE\" >/dev/null 2>&1; then",
+    "  log \"node $NODE is not in the cluster; nothing to drain\"",
+    "  exit 0",
+    "fi",
+    "log \"draining $NODE\"",
+    "# A drain that cannot finish (the last node, a PodDisruptionBudget) must not block the destroy.",
+    `if ! timeout ${t + 30} /usr/local/bin/k3s kubectl drain "$NODE" --ignore-daemonsets --delete-emptydir-data --force --timeout=${t}s; then`,
+    `  log "warning: $NODE did not drain within ${t}s; deleting it anyway"`,
+    "fi",
+    "timeout 60 /usr/local/bin/k3s kubectl delete node \"$NODE\" --ignore-not-found",
+    "log \"removed node $NODE from the cluster\"",
+    "",
+  ].join("\n");
+}
+
+/** Uninstall K3s and remove what Kilo leaves behind. Runs on the node itself. */
+export function renderUninstallScript(role: "server" | "agent"): string {
+  const uninstaller = role === "server" ? "/usr/local/bin/k3s-uninstall.sh" : "/usr/local/bin/k3s-agent-uninstall.sh";
+  return [
+    scriptHeader(`uninstall the K3s ${role} and Kilo's leftovers from this host`),
+    `if [ -x ${uninstaller} ]; then`,
+    `  log "running ${uninstaller}"`,
+    `  timeout 600 ${uninstaller} || fail "${uninstaller} failed"`,
+    "else",
+    "  log \"K3s is not installed; nothing to uninstall\"",
+    "fi",
+    "# K3s's uninstaller does not know about Kilo: its interfaces, iptables chains and files stay.",
+    "for link in kilo0 kube-bridge tunl0; do",
+    "  if ip link show \"$link\" >/dev/null 2>&1; then",
+    "    ip link delete \"$link\" || log \"warning: could not delete interface $link\"",
+    "  fi",
+    "done",
+    "for tool in iptables ip6tables; do",
+    "  command -v \"$tool-save\" >/dev/null 2>&1 || continue",
+    "  if \"$tool-save\" | grep -q 'KILO-'; then",
+    "    # Restore the rule set minus every KILO-* chain and every rule that jumps to one.",
+    "    \"$tool-save\" | grep -v 'KILO-' | timeout 60 \"$tool-restore\" || log \"warning: could not remove Kilo's $tool chains\"",
+    "  fi",
+    "done",
+    "rm -rf /var/lib/kilo",
+    "rm -f /etc/cni/net.d/10-kilo.conflist",
+    `rm -f ${STATE_DIR}/${serviceName(role)}.sha256`,
+    `log "K3s ${role} and Kilo removed from this host"`,
+    "",
+  ].join("\n");
+}
