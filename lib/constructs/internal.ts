@@ -84,8 +84,8 @@ const TOKEN_MARKER = /\$\{TfToken\[[A-Z]+\.\d+\]\}/g;
  */
 export function terraformLiteral(text: string): string {
   return text
-    .replace(/\$\{(?!TfToken\[)/g, "$${")
-    .replace(/%\{/g, "%%{");
+    .replace(/\$\{(?!TfToken\[)/g, () => "$${")
+    .replace(/%\{/g, () => "%%{");
 }
 
 /**

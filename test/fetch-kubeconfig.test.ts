@@ -1,0 +1,106 @@
+/**
+ * The program the kubeconfig fetch runs on the deploying machine. Here `ssh` is replaced by a
+ * script on PATH that records its arguments and prints a K3s-style kubeconfig; the real client
+ * against real sshd is exercised by the real-host tests.
+ */
+import { spawnSync } from "child_process";
+import { createHash, generateKeyPairSync } from "crypto";
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "fs";
+import { tmpdir } from "os";
+import { join } from "path";
+import { parse, stringify } from "yaml";
+import { rewriteKubeconfig, sshArgs } from "../lib/deploy/fetch-kubeconfig";
+
+const CA_PEM = "-----BEGIN CERTIFICATE-----\nMIIBdzCCAR2gAwIBAgIBADAKBggqhkjOPQQDAjAjMSEwHwYDVQQDDBhrM3Mtc2VydmVyLWNh\n-----END CERTIFICATE-----\n";
+const b64 = (s: string) => Buffer.from(s).toString("base64");
+
+function k3sKubeconfig(): string {
+  const key = generateKeyPairSync("ec", { namedCurve: "prime256v1" }).privateKey.export({ type: "pkcs8", format: "pem" }).toString();
+  return stringify({
+    apiVersion: "v1", kind: "Config",
+    clusters: [{ name: "default", cluster: { "certificate-authority-data": b64(CA_PEM), "server": "https://127.0.0.1:6443" } }],
+    contexts: [{ name: "default", context: { cluster: "default", user: "default" } }],
+    "current-context": "default",
+    users: [{ name: "default", user: { "client-certificate-data": b64("CLIENT CERT"), "client-key-data": b64(key) } }],
+  });
+}
+
+describe("rewriteKubeconfig", () => {
+  test("points at the public API and renames by parsing, keeping the credentials", () => {
+    const raw = k3sKubeconfig();
+    const r = rewriteKubeconfig(raw, "https://203.0.113.10:6443", "prod");
+    const doc = parse(r.kubeconfig);
+    expect(doc.clusters).toEqual([{ name: "prod", cluster: { "server": "https://203.0.113.10:6443", "certificate-authority-data": b64(CA_PEM) } }]);
+    expect(doc.contexts).toEqual([{ name: "prod", context: { cluster: "prod", user: "prod-admin" } }]);
+    expect(doc["current-context"]).toBe("prod");
+    expect(doc.users[0].name).toBe("prod-admin");
+    expect(r.kubeconfig).not.toContain("127.0.0.1");
+    expect(r.cluster_ca_certificate).toBe(CA_PEM);
+    expect(r.client_certificate).toBe("CLIENT CERT");
+    expect(r.client_key).toContain("BEGIN PRIVATE KEY");
+    // K3s's join-token pin: sha256 of the CA file's bytes.
+    expect(r.ca_hash).toBe(createHash("sha256").update(CA_PEM).digest("hex"));
+  });
+
+  test("refuses a kubeconfig without credentials", () => {
+    expect(() => rewriteKubeconfig("apiVersion: v1\nclusters: []\n", "https://x:6443", "k3s")).toThrow(/no cluster CA or client certificate/);
+  });
+});
+
+describe("sshArgs", () => {
+  const base = { host: "203.0.113.11", port: 2222, user: "ubuntu", api_server_url: "https://x:6443", cluster_name: "k3s" };
+  test("never prompts, bounds the connection, pins the host key when given", () => {
+    const args = sshArgs({ ...base, private_key_path: "/keys/id" }, "/tmp/kh");
+    const joined = args.join(" ");
+    expect(joined).toContain("-o BatchMode=yes");
+    expect(joined).toContain("-o ConnectTimeout=30");
+    expect(joined).toContain("-o UserKnownHostsFile=/tmp/kh -o StrictHostKeyChecking=yes");
+    expect(joined).toContain("-i /keys/id -o IdentitiesOnly=yes");
+    expect(args.slice(-3)).toEqual(["-l", "ubuntu", "203.0.113.11"]);
+    expect(joined).toContain("-p 2222");
+  });
+  test("goes through the bastion with its own user and key", () => {
+    const args = sshArgs({ ...base, bastion_host: "203.0.113.10", bastion_user: "jump", bastion_private_key_path: "/keys/jump" }, undefined);
+    const proxy = args[args.indexOf("-o", args.findIndex((a) => a.startsWith("ProxyCommand")) - 1) + 1];
+    expect(proxy).toMatch(/^ProxyCommand='ssh' .*'-i' '\/keys\/jump'.*'-W' %h:%p '-l' 'jump' '203\.0\.113\.10'$/);
+    expect(args.join(" ")).toContain("StrictHostKeyChecking=accept-new");
+  });
+});
+
+describe("the fetch program", () => {
+  let dir: string;
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), "fetch-test-"));
+    writeFileSync(join(dir, "kubeconfig"), k3sKubeconfig());
+    // Stand-in ssh client: records argv, prints the kubeconfig, or fails like ssh does.
+    writeFileSync(join(dir, "ssh"), `#!/bin/sh\nprintf '%s\\n' "$@" > "${dir}/argv"\nif [ -f "${dir}/fail" ]; then echo "ssh: connect to host 203.0.113.10 port 22: Connection refused" >&2; exit 255; fi\ncat "${dir}/kubeconfig"\n`);
+    chmodSync(join(dir, "ssh"), 0o755);
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  // The compiled program, exactly what the local_command data source runs (`npm test` builds first).
+  const compiled = join(__dirname, "..", "lib", "deploy", "fetch-kubeconfig.js");
+  const runCompiled = (req: object) => spawnSync(process.execPath, [compiled], {
+    input: JSON.stringify(req), encoding: "utf8", env: { ...process.env, PATH: `${dir}:${process.env.PATH}` },
+  });
+
+  test("prints JSON Terraform can decode, with a pinned host key written to a private file", () => {
+    const res = runCompiled({ host: "203.0.113.10", port: 22, user: "root", host_key: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB", api_server_url: "https://203.0.113.10:6443", cluster_name: "k3s" });
+    expect(res.stderr).toBe("");
+    expect(res.status).toBe(0);
+    const out = JSON.parse(res.stdout);
+    expect(Object.keys(out).sort()).toEqual(["api_server_url", "ca_hash", "client_certificate", "client_key", "cluster_ca_certificate", "kubeconfig"]);
+    const argv = readFileSync(join(dir, "argv"), "utf8").split("\n");
+    expect(argv).toContain("StrictHostKeyChecking=yes");
+    expect(argv[argv.length - 2]).toMatch(/cat \/etc\/rancher\/k3s\/k3s\.yaml/);
+  });
+
+  test("fails with the host named when ssh fails", () => {
+    writeFileSync(join(dir, "fail"), "");
+    const res = runCompiled({ host: "203.0.113.10", port: 22, user: "ubuntu", api_server_url: "https://203.0.113.10:6443", cluster_name: "k3s" });
+    rmSync(join(dir, "fail"));
+    expect(res.status).toBe(1);
+    expect(res.stderr).toMatch(/fetching the kubeconfig: ssh to ubuntu@203\.0\.113\.10:22 failed \(exit 255\): .*Connection refused/);
+    expect(res.stdout).toBe("");
+  });
+});
