@@ -1,0 +1,49 @@
+/**
+ * The article's cluster: one K3s server and five agents on VPSes from different providers, on public
+ * addresses only, joined into a full Kilo WireGuard mesh, every host firewalled to its peers.
+ * Addresses are from the documentation ranges; replace them (or use your provider resources'
+ * attributes) and `cdktf deploy '*'`.
+ */
+import { App, TerraformStack } from "cdktf";
+import { K3sAgent, K3sServer, SshConnection } from "../../lib";
+
+export function buildArticleCluster(app: App): { cluster: TerraformStack } {
+  const cluster = new TerraformStack(app, "cluster");
+  const ssh: SshConnection = { user: "root", privateKeyPath: "~/.ssh/id_ed25519" };
+
+  const server = new K3sServer(cluster, "server", {
+    host: { address: "203.0.113.10", location: "provider-a", ssh },
+    nodeName: "k3s-server",
+  });
+  const agents = [
+    new K3sAgent(cluster, "agent-1", { server, nodeName: "vps-b", host: { address: "203.0.113.21", location: "provider-b", ssh } }),
+    // Reachable over SSH only through the server (a jump host); K3s and WireGuard still go direct.
+    new K3sAgent(cluster, "agent-2", {
+      server, nodeName: "vps-c",
+      host: { address: "198.51.100.31", location: "provider-c", ssh: { ...ssh, user: "ubuntu", bastion: { host: "203.0.113.10", user: "root" } } },
+    }),
+    // A free-tier VM behind 1:1 NAT: the public IP is not on its interface.
+    new K3sAgent(cluster, "agent-3", {
+      server, nodeName: "gcp-free",
+      host: { address: "198.51.100.41", privateAddress: "10.128.0.2", publicAddressOnInterface: false, location: "gcp", ssh: { ...ssh, user: "ubuntu" } },
+    }),
+    new K3sAgent(cluster, "agent-4", {
+      server, nodeName: "oci-free",
+      host: { address: "198.51.100.42", privateAddress: "10.0.0.12", publicAddressOnInterface: false, location: "oci", ssh: { ...ssh, user: "ubuntu" } },
+    }),
+    // A small board at home behind the router's NAT (SSH port-forwarded): Kilo keeps its tunnels
+    // open with keepalives, since nothing can connect to it first.
+    new K3sAgent(cluster, "agent-5", {
+      server, nodeName: "home-pi",
+      host: { address: "192.0.2.50", behindNat: true, location: "home", ssh: { ...ssh, user: "pi", port: 2222 } },
+    }),
+  ];
+  void agents;
+  return { cluster };
+}
+
+if (require.main === module) {
+  const app = new App({ outdir: "cdktf.out" });
+  buildArticleCluster(app);
+  app.synth();
+}
