@@ -3,3 +3,4 @@ export * from "./versions";
 export * from "./constructs/k3s-node";
 export * from "./constructs/k3s-server";
 export * from "./constructs/k3s-agent";
+export * from "./constructs/kilo-mesh";
