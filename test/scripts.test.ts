@@ -8,7 +8,7 @@ import { renderDrainScript, renderUninstallScript } from "../lib/render/uninstal
 import { shellcheck } from "./util/shellcheck";
 
 const base: InstallSettings = {
-  role: "server", version: "v1.33.4+k3s1", installScriptUrl: "https://get.k3s.io",
+  role: "server", nodeName: "node-1", version: "v1.33.4+k3s1", installScriptUrl: "https://get.k3s.io",
   skipDownload: false, installWireguardTools: true, readyTimeoutSeconds: 300,
 };
 

@@ -147,6 +147,7 @@ export abstract class K3sNode extends Construct {
   protected _installSettings(props: K3sNodeProps): InstallSettings {
     return {
       role: this.role === NodeRole.SERVER ? "server" : "agent",
+      nodeName: this.nodeName,
       version: this.version,
       installScriptUrl: props.install?.scriptUrl ?? K3S_INSTALL_SCRIPT_URL,
       skipDownload: props.install?.skipDownload ?? false,

@@ -7,6 +7,8 @@ import { scriptHeader, shq, STAGING_DIR, STATE_DIR, WAIT_FOR_FUNCTION } from "./
 
 export interface InstallSettings {
   readonly role: "server" | "agent";
+  /** The Kubernetes node name; the install waits until this Node exists. */
+  readonly nodeName: string;
   readonly version: string;
   /** Where the official install script comes from (https:// or file://). */
   readonly installScriptUrl: string;
@@ -33,6 +35,7 @@ export function renderInstallScript(s: InstallSettings): string {
     `SKIP_DOWNLOAD=${s.skipDownload ? "true" : "false"}`,
     `READY_TIMEOUT=${Math.floor(s.readyTimeoutSeconds)}`,
     `ROLE=${s.role}`,
+    `NODE_NAME=${shq(s.nodeName)}`,
     `SERVICE=${service}`,
     `STAGED=${STAGED_CONFIG}`,
     `CONFIG=${CONFIG_PATH}`,
@@ -107,10 +110,15 @@ export function renderInstallScript(s: InstallSettings): string {
       "server_files_ready() { [ -s /var/lib/rancher/k3s/server/tls/server-ca.crt ] && [ -s /etc/rancher/k3s/k3s.yaml ]; }",
       "wait_for \"$READY_TIMEOUT\" \"the cluster CA and admin kubeconfig\" server_files_ready",
       "chmod 0600 /etc/rancher/k3s/k3s.yaml",
+      "wait_for \"$READY_TIMEOUT\" \"node $NODE_NAME to register\" \\",
+      "  timeout 10 /usr/local/bin/k3s kubectl get node \"$NODE_NAME\"",
       "log \"K3s API server is ready\"",
     ] : [
       "wait_for \"$READY_TIMEOUT\" \"the agent to join its server (kubelet credentials in /var/lib/rancher/k3s/agent)\" \\",
       "  test -s /var/lib/rancher/k3s/agent/kubelet.kubeconfig",
+      "# Node annotations (KiloMesh) need the Node object: wait, with the node's own credentials.",
+      "wait_for \"$READY_TIMEOUT\" \"node $NODE_NAME to register with its server\" \\",
+      "  timeout 10 /usr/local/bin/k3s kubectl get node \"$NODE_NAME\" --kubeconfig /var/lib/rancher/k3s/agent/kubelet.kubeconfig",
       "log \"K3s agent has joined its server\"",
     ]),
     "# Recorded only once K3s is ready, so a failed run is retried in full next time.",
