@@ -2,12 +2,13 @@
  * The article's cluster: one K3s server and five agents on VPSes from different providers, on public
  * addresses only, joined into a full Kilo WireGuard mesh, every host firewalled to its peers.
  * Addresses are from the documentation ranges; replace them (or use your provider resources'
- * attributes) and `cdktf deploy '*'`.
+ * attributes) and `cdktf deploy '*'`. `npm run example` synthesizes it and prints a summary.
  */
 import { App, TerraformStack } from "cdktf";
-import { K3sAgent, K3sServer, SshConnection } from "../../lib";
+import { K3sAgent, K3sServer, KiloMesh, PeerFirewall, SshConnection } from "../../lib";
+import { summarize } from "../summarize";
 
-export function buildArticleCluster(app: App): { cluster: TerraformStack } {
+export function buildArticleCluster(app: App): { cluster: TerraformStack; mesh: TerraformStack } {
   const cluster = new TerraformStack(app, "cluster");
   const ssh: SshConnection = { user: "root", privateKeyPath: "~/.ssh/id_ed25519" };
 
@@ -31,19 +32,27 @@ export function buildArticleCluster(app: App): { cluster: TerraformStack } {
       server, nodeName: "oci-free",
       host: { address: "198.51.100.42", privateAddress: "10.0.0.12", publicAddressOnInterface: false, location: "oci", ssh: { ...ssh, user: "ubuntu" } },
     }),
-    // A small board at home behind the router's NAT (SSH port-forwarded): Kilo keeps its tunnels
+    // A small board at home behind the router's NAT (port 22 forwarded to it): Kilo keeps its tunnels
     // open with keepalives, since nothing can connect to it first.
     new K3sAgent(cluster, "agent-5", {
       server, nodeName: "home-pi",
-      host: { address: "192.0.2.50", behindNat: true, location: "home", ssh: { ...ssh, user: "pi", port: 2222 } },
+      host: { address: "192.0.2.50", behindNat: true, location: "home", ssh: { ...ssh, user: "pi" } },
     }),
   ];
-  void agents;
-  return { cluster };
+  const nodes = [server, ...agents];
+
+  // Every host lets in only its peers, plus SSH and the API from the operator's network.
+  new PeerFirewall(cluster, "firewall", { nodes, adminCidrs: ["192.0.2.0/28"] });
+
+  // Kilo needs a running API server to be planned: a second stack, deployed after the first.
+  const mesh = new TerraformStack(app, "mesh");
+  new KiloMesh(mesh, "kilo", { server, nodes });
+  return { cluster, mesh };
 }
 
 if (require.main === module) {
   const app = new App({ outdir: "cdktf.out" });
   buildArticleCluster(app);
   app.synth();
+  console.log(summarize(app, "cdktf.out"));
 }

@@ -3,7 +3,7 @@
  * put K3s on it — a membership record that carries destroy-time cleanup, and an install step
  * that re-runs only when this node's K3s version or configuration changes.
  */
-import { ITerraformDependable, TerraformStack } from "cdktf";
+import { dependable, ITerraformDependable, TerraformStack } from "cdktf";
 import { Construct } from "constructs";
 import { connectionDescription, createTimeConnection } from "../host/connection";
 import { Host } from "../host/host";
@@ -135,7 +135,7 @@ export abstract class K3sNode extends Construct {
    */
   public addInstallPrerequisite(dependency: ITerraformDependable): void {
     this.prerequisites.push(dependency);
-    if (this._installStep) this._installStep.dependsOn = [...(this._installStep.dependsOn ?? []), dependency.fqn];
+    if (this._installStep) this._installStep.dependsOn = [...(this._installStep.dependsOn ?? []), dependable(dependency)];
   }
 
   /** The stack this node's resources live in. */
@@ -191,7 +191,8 @@ export abstract class K3sNode extends Construct {
       { type: "file", content: terraformLiteral(configYaml), destination: STAGED_CONFIG },
       { type: "remote-exec", inline: [terraformLiteral(script)] },
     ];
-    for (const p of this.prerequisites) this._installStep.dependsOn = [...(this._installStep.dependsOn ?? []), p.fqn];
+    // dependable() gives Terraform's bare `type.name` form; a raw fqn would be "${type.name}", which Terraform rejects.
+    for (const p of this.prerequisites) this._installStep.dependsOn = [...(this._installStep.dependsOn ?? []), dependable(p)];
   }
 
   private validateNode(props: K3sNodeProps): string[] {

@@ -1,0 +1,225 @@
+/**
+ * PeerFirewall: a ufw firewall on every node, computed from the cluster's membership. Each node
+ * lets in its peers on the ports their roles need, the admin networks on SSH (and the API on
+ * servers), and nothing else. The rules are data (rulesFor) before they are shell.
+ */
+import { Annotations, ITerraformDependable, TerraformStack } from "cdktf";
+import { Construct } from "constructs";
+import { resource as nullResource } from "@cdktf/provider-null";
+import { createTimeConnection } from "../host/connection";
+import * as v from "../host/validate";
+import {
+  DEFAULT_KILO_SUBNET, DEFAULT_POD_CIDR, DEFAULT_SERVICE_CIDR, DEFAULT_WIREGUARD_PORT,
+  FirewallCluster, FirewallNode, FirewallRule, NodeFirewallRule, nodeRuleSet, NodeRuleSet, Protocol, ruleSetText,
+} from "../render/firewall-rules";
+import { renderFirewallScript } from "../render/ufw-script";
+import { ensureProvider, fingerprint, terraformLiteral } from "./internal";
+import { K3sNode, NodeRole } from "./k3s-node";
+import { K3sServer } from "./k3s-server";
+
+export { FirewallRule, NodeFirewallRule, Protocol, RuleAction, TrafficDirection } from "../render/firewall-rules";
+
+/**
+ * Settings of a PeerFirewall.
+ */
+export interface PeerFirewallProps {
+  /** Every node of the cluster (servers and agents). Each one gets a firewall that lets in the others. */
+  readonly nodes: K3sNode[];
+  /**
+   * Networks the cluster is administered from: SSH (rate-limited) on every node and the
+   * Kubernetes API on servers. Include the address of the machine running `cdktf deploy`,
+   * or later steps cannot reach the hosts over SSH.
+   * @default - none: SSH is open to anywhere (rate-limited) and a synth warning says so
+   */
+  readonly adminCidrs?: string[];
+  /**
+   * More networks allowed to reach the Kubernetes API (6443/tcp on servers), and nothing else.
+   * @default - none
+   */
+  readonly apiCidrs?: string[];
+  /**
+   * Kilo's WireGuard port (kg `--port`).
+   * @default 51820
+   */
+  readonly wireguardPort?: number;
+  /**
+   * The pod network.
+   * @default - the clusterCidr of the first K3sServer among `nodes`, else "10.42.0.0/16"
+   */
+  readonly podCidr?: string;
+  /**
+   * The service network.
+   * @default - the serviceCidr of the first K3sServer among `nodes`, else "10.43.0.0/16"
+   */
+  readonly serviceCidr?: string;
+  /**
+   * The subnet Kilo gives the nodes' WireGuard interfaces (kg `--subnet`).
+   * @default "10.4.0.0/16"
+   */
+  readonly kiloSubnet?: string;
+  /**
+   * More ports to open on every node (an ingress controller's hostPort, a monitoring agent).
+   * @default - none
+   */
+  readonly extraRules?: FirewallRule[];
+  /**
+   * Rate-limit SSH from the admin networks (ufw `limit`: a source's 6th new connection within
+   * 30 seconds is refused until the window passes). Terraform retries refused connections until
+   * the connection timeout, so deploys still succeed, only slower; turn it off for automation
+   * that opens many SSH connections in bursts. SSH open to anywhere (no adminCidrs) is always
+   * rate-limited.
+   * @default true
+   */
+  readonly rateLimitSsh?: boolean;
+}
+
+/**
+ * A host firewall (ufw) on every node, allowing only cluster peers and the admin networks.
+ *
+ * One step per node converges its ufw: missing rules are added, rules this construct added
+ * earlier but no longer wants are deleted, the operator's own rules are left alone. Each node's
+ * firewall is up before K3s is installed there; changing the peer set or the admin networks
+ * re-runs the firewalls only, never a K3s install.
+ */
+export class PeerFirewall extends Construct {
+  /** The nodes this firewall covers. */
+  public readonly nodes: K3sNode[];
+  private readonly sets = new Map<K3sNode, NodeRuleSet>();
+  private readonly steps = new Map<K3sNode, nullResource.Resource>();
+
+  constructor(scope: Construct, id: string, props: PeerFirewallProps) {
+    super(scope, id);
+    this.nodes = [...new Set((props.nodes ?? []).filter((n) => n instanceof K3sNode))];
+    this.node.addValidation({ validate: () => this.validateProps(props) });
+    if (!props.adminCidrs || props.adminCidrs.length === 0) {
+      Annotations.of(this).addWarning(
+        `PeerFirewall "${this.node.path}": no adminCidrs, so SSH (22/tcp, rate-limited) stays open to the whole Internet on every node. ` +
+        "Set adminCidrs to the networks you administer the cluster from, including the machine running cdktf deploy.");
+    }
+    ensureProvider(this, "null");
+
+    const server = this.nodes.find((n): n is K3sServer => n instanceof K3sServer);
+    const cluster: FirewallCluster = {
+      nodes: this.nodes.map((n) => this.describe(n)),
+      adminCidrs: props.adminCidrs ?? [],
+      apiCidrs: props.apiCidrs ?? [],
+      wireguardPort: props.wireguardPort ?? DEFAULT_WIREGUARD_PORT,
+      podCidr: props.podCidr ?? server?.clusterCidr ?? DEFAULT_POD_CIDR,
+      serviceCidr: props.serviceCidr ?? server?.serviceCidr ?? DEFAULT_SERVICE_CIDR,
+      kiloSubnet: props.kiloSubnet ?? DEFAULT_KILO_SUBNET,
+      extraRules: props.extraRules ?? [],
+      rateLimitSsh: props.rateLimitSsh ?? true,
+    };
+
+    for (const n of this.nodes) {
+      const set = nodeRuleSet(cluster, n.node.path);
+      this.sets.set(n, set);
+      const step = new nullResource.Resource(this, stepId(n), {
+        // A digest of this node's rules and nothing else: no keys, no addresses in clear, and no
+        // K3s settings, so only a change to this node's rules re-runs it.
+        triggers: fingerprint(ruleSetText(set)),
+        connection: createTimeConnection(n.host),
+        provisioners: [{ type: "remote-exec", inline: [terraformLiteral(renderFirewallScript(set))] }],
+      });
+      this.steps.set(n, step);
+      // Ordering only: the firewall is up before K3s listens; a firewall change never re-installs.
+      n.addInstallPrerequisite(step);
+    }
+  }
+
+  /**
+   * The ufw rules of one node, in the order they are applied (SSH first). Default policies
+   * are deny incoming, allow outgoing, deny routed on every node.
+   */
+  public rulesFor(node: K3sNode): NodeFirewallRule[] {
+    const set = this.sets.get(node);
+    if (!set) throw new Error(`PeerFirewall "${this.node.path}": ${node.node.path} is not one of its nodes`);
+    return set.rules.map((r) => ({ ...r }));
+  }
+
+  /** The step that converges `node`'s firewall; depend on it to run after the firewall is up. */
+  public firewallOf(node: K3sNode): ITerraformDependable {
+    const step = this.steps.get(node);
+    if (!step) throw new Error(`PeerFirewall "${this.node.path}": ${node.node.path} is not one of its nodes`);
+    return step;
+  }
+
+  private describe(n: K3sNode): FirewallNode {
+    const h = n.host;
+    const sshFrom: string[] = [];
+    const bastion = h.ssh?.bastion?.host;
+    if (bastion !== undefined) {
+      sshFrom.push(bastion);
+      // A bastion that is itself a node may reach this one from its private address.
+      for (const other of this.nodes) {
+        const oh = other.host;
+        if (other !== n && oh.address === bastion && oh.privateAddress !== undefined) sshFrom.push(oh.privateAddress);
+      }
+    }
+    return {
+      name: n.node.path,
+      role: n.role === NodeRole.SERVER ? "server" : "agent",
+      address: h.address,
+      privateAddress: h.privateAddress,
+      sshPort: h.ssh?.port,
+      sshFrom,
+    };
+  }
+
+  private validateProps(props: PeerFirewallProps): string[] {
+    const errors: string[] = [];
+    const where = `PeerFirewall "${this.node.path}"`;
+    const err = (field: string, msg: string | undefined) => { if (msg) errors.push(`${where}: ${field}: ${msg}`); };
+    const given = props.nodes ?? [];
+    if (given.length === 0) errors.push(`${where}: nodes: give every K3sServer and K3sAgent of the cluster`);
+    given.forEach((n, i) => {
+      if (!(n instanceof K3sNode)) err(`nodes[${i}]`, "not a K3sServer or K3sAgent construct");
+    });
+    if (new Set(given).size !== given.length) err("nodes", "a node is listed more than once; list each node once");
+    const stack = TerraformStack.of(this);
+    for (const n of this.nodes) {
+      if (n.stack !== stack) {
+        err("nodes", `${n.node.path} is in stack "${n.stack.node.id}" but this firewall is in "${stack.node.id}"; create the firewall in its nodes' stack`);
+      }
+      const a = n.host?.address;
+      if (a !== undefined && !v.isToken(a) && v.checkIp(a)) {
+        err("nodes", `${n.node.path} has host.address "${a}", a DNS name: ufw rules need IP addresses, so give the node's public IP (or a Terraform token that resolves to it)`);
+      }
+      const b = n.host?.ssh?.bastion?.host;
+      if (b !== undefined && !v.isToken(b) && v.checkIp(b)) {
+        err("nodes", `${n.node.path} is reached through bastion "${b}", a DNS name: give the bastion's IP so SSH from it can be allowed`);
+      }
+    }
+    (props.adminCidrs ?? []).forEach((c, i) => err(`adminCidrs[${i}]`, v.checkCidr(c)));
+    (props.apiCidrs ?? []).forEach((c, i) => err(`apiCidrs[${i}]`, v.checkCidr(c)));
+    if (props.wireguardPort !== undefined) err("wireguardPort", v.checkPort(props.wireguardPort));
+    if (props.podCidr !== undefined) err("podCidr", v.checkCidr(props.podCidr));
+    if (props.serviceCidr !== undefined) err("serviceCidr", v.checkCidr(props.serviceCidr));
+    if (props.kiloSubnet !== undefined) err("kiloSubnet", v.checkCidr(props.kiloSubnet));
+    (props.extraRules ?? []).forEach((r, i) => {
+      const f = `extraRules[${i}]`;
+      err(`${f}.port`, v.checkPort(r.port));
+      if (r.endPort !== undefined) {
+        err(`${f}.endPort`, v.checkPort(r.endPort));
+        if (!v.isToken(r.endPort) && !v.isToken(r.port) && r.endPort < r.port) {
+          err(`${f}.endPort`, `${r.endPort} is below port ${r.port}; a range runs from port up to endPort`);
+        }
+        if ((r.protocol ?? Protocol.TCP) === Protocol.ANY && r.endPort !== r.port) {
+          err(`${f}.protocol`, "ufw needs a protocol for a port range: use Protocol.TCP or Protocol.UDP (add one rule per protocol)");
+        }
+      }
+      if (r.protocol !== undefined && !Object.values(Protocol).includes(r.protocol)) {
+        err(`${f}.protocol`, `"${r.protocol}" is not a Protocol; use Protocol.TCP, Protocol.UDP or Protocol.ANY`);
+      }
+      (r.from ?? []).forEach((s, j) => {
+        if (v.checkIp(s) && v.checkCidr(s)) err(`${f}.from[${j}]`, `"${s}" is neither an IP address nor a CIDR block such as 198.51.100.0/24`);
+      });
+    });
+    return errors;
+  }
+}
+
+/** A readable, stable id per node: its path below the stack ("server", "workers-agent-0"). */
+function stepId(n: K3sNode): string {
+  return n.node.scopes.slice(n.node.scopes.indexOf(n.stack) + 1).map((s) => s.node.id).join("-");
+}

@@ -1,0 +1,221 @@
+/**
+ * PeerFirewall at synth: one converge step per node, its trigger a digest of that node's rules
+ * only, ordered before the node's K3s install without ever re-running it, and validation.
+ */
+import { Fn } from "cdktf";
+import { K3sAgent, K3sServer, PeerFirewall, Protocol, RuleAction, TrafficDirection } from "../lib";
+import { PeerFirewallProps } from "../lib/constructs/peer-firewall";
+import { logicalId, newStack, provisioners, resourceOf, synth, validationErrors } from "./util/synth";
+
+const ssh = { privateKeyPath: "~/.ssh/id_ed25519" };
+const ADMIN = "198.51.100.7/32";
+
+function cluster(agentCount = 2, fw: Partial<PeerFirewallProps> = {}, opts: { key?: string } = {}) {
+  const { app, stack } = newStack();
+  const s = opts.key ? { privateKey: opts.key, privateKeyPath: "~/.ssh/id_ed25519" } : ssh;
+  const server = new K3sServer(stack, "server", { host: { address: "203.0.113.10", ssh: s } });
+  const agents = Array.from({ length: agentCount }, (_, i) =>
+    new K3sAgent(stack, `agent-${i}`, { server, host: { address: `203.0.113.${11 + i}`, ssh: s } }));
+  const firewall = new PeerFirewall(stack, "firewall", { nodes: [server, ...agents], adminCidrs: [ADMIN], ...fw });
+  return { app, stack, server, agents, firewall, out: synth(stack) };
+}
+
+function triggersOf(out: any, name: string): any {
+  return resourceOf(out, "null_resource", `firewall_${name}`).triggers;
+}
+
+function installOf(out: any, name: string): any {
+  return resourceOf(out, "terraform_data", `${name}_install`);
+}
+
+describe("PeerFirewall", () => {
+  test("one null_resource per node running the converge script over the node's SSH connection", () => {
+    const { out } = cluster(2);
+    expect(Object.keys(out.resource.null_resource)).toHaveLength(3);
+    expect(out.provider?.null).toBeDefined();
+    for (const name of ["server", "agent-0", "agent-1"]) {
+      const r = resourceOf(out, "null_resource", `firewall_${name}`);
+      expect(r.connection).toMatchObject({ type: "ssh", host: `203.0.113.${name === "server" ? 10 : 11 + Number(name.slice(-1))}`, user: "root" });
+      const [p] = provisioners(r);
+      expect(p.type).toBe("remote-exec");
+      expect(p.inline).toHaveLength(1);
+      expect(p.inline[0]).toMatch(/^#!\/bin\/sh\n# cdktf-k3s-kilo: converge the host firewall/);
+      expect(p.inline[0]).toContain("ufw --force enable");
+      // Shell `${...}` is escaped for Terraform.
+      expect(p.inline[0]).toContain('tag="$${TAG_PREFIX}');
+      expect(p.inline[0]).not.toMatch(/[^$]\$\{TAG_PREFIX\}/);
+    }
+  });
+
+  test("triggers hold a digest of the node's rules and nothing else: no key, no address, no script", () => {
+    const key = "-----BEGIN OPENSSH PRIVATE KEY-----\nsecretkeymaterial\n-----END OPENSSH PRIVATE KEY-----";
+    const { out } = cluster(2, {}, { key });
+    for (const name of ["server", "agent-0", "agent-1"]) {
+      const t = triggersOf(out, name);
+      expect(Object.keys(t)).toEqual(["text"]);
+      expect(t.text).toMatch(/^[0-9a-f]{64}$/);
+      const r = resourceOf(out, "null_resource", `firewall_${name}`);
+      // The key may only appear in the connection block, which Terraform never stores.
+      const { connection, ...rest } = r;
+      expect(JSON.stringify(rest)).not.toContain("secretkeymaterial");
+      expect(JSON.stringify(connection)).toContain("secretkeymaterial");
+    }
+    // Different nodes, different rules, different digests.
+    expect(triggersOf(out, "server").text).not.toBe(triggersOf(out, "agent-0").text);
+  });
+
+  test("each node's K3s install waits for that node's firewall", () => {
+    const { out } = cluster(2);
+    for (const name of ["server", "agent-0", "agent-1"]) {
+      const fw = `null_resource.${logicalId(out, "null_resource", `firewall_${name}`)}`;
+      expect(installOf(out, name).depends_on).toContain(fw);
+      // And never on another node's firewall (that would couple installs to peers' firewalls).
+      const others = (installOf(out, name).depends_on as string[]).filter((d) => d.startsWith("null_resource.") && d !== fw);
+      expect(others).toEqual([]);
+    }
+  });
+
+  test("the install steps' triggers do not change whether or not a firewall exists", () => {
+    const { stack } = newStack();
+    const server = new K3sServer(stack, "server", { host: { address: "203.0.113.10", ssh } });
+    new K3sAgent(stack, "agent-0", { server, host: { address: "203.0.113.11", ssh } });
+    const bare = synth(stack);
+    const { out } = cluster(1);
+    for (const name of ["server", "agent-0"]) {
+      expect(installOf(out, name).triggers_replace).toEqual(installOf(bare, name).triggers_replace);
+    }
+  });
+
+  test("changing the admin networks changes every firewall trigger and no install trigger", () => {
+    const a = cluster(2).out;
+    const b = cluster(2, { adminCidrs: ["192.0.2.0/24"] }).out;
+    for (const name of ["server", "agent-0", "agent-1"]) {
+      expect(triggersOf(b, name)).not.toEqual(triggersOf(a, name));
+      expect(installOf(b, name).triggers_replace).toEqual(installOf(a, name).triggers_replace);
+      expect(resourceOf(b, "terraform_data", `${name}_membership`).triggers_replace)
+        .toEqual(resourceOf(a, "terraform_data", `${name}_membership`).triggers_replace);
+    }
+  });
+
+  test("extra API networks re-run the servers' firewalls only", () => {
+    const a = cluster(2).out;
+    const b = cluster(2, { apiCidrs: ["192.0.2.0/24"] }).out;
+    expect(triggersOf(b, "server")).not.toEqual(triggersOf(a, "server"));
+    expect(triggersOf(b, "agent-0")).toEqual(triggersOf(a, "agent-0"));
+  });
+
+  test("adding an agent changes every firewall's trigger and no other node's install trigger", () => {
+    const a = cluster(2).out;
+    const b = cluster(3).out;
+    for (const name of ["server", "agent-0", "agent-1"]) {
+      expect(triggersOf(b, name)).not.toEqual(triggersOf(a, name));
+      expect(installOf(b, name).triggers_replace).toEqual(installOf(a, name).triggers_replace);
+    }
+    expect(resourceOf(b, "null_resource", "firewall_agent-2")).toBeDefined();
+  });
+
+  test("rulesFor gives each node's rules as data", () => {
+    const { server, agents, firewall } = cluster(2);
+    const rules = firewall.rulesFor(server);
+    expect(rules[0]).toMatchObject({ purpose: "ssh", action: RuleAction.LIMIT, protocol: Protocol.TCP, port: "22", from: ADMIN });
+    expect(rules.filter((r) => r.port === "6443").map((r) => r.from)).toEqual(["203.0.113.11", "203.0.113.12", ADMIN]);
+    expect(firewall.rulesFor(agents[0]).some((r) => r.port === "6443")).toBe(false);
+    expect(rules.some((r) => r.direction === TrafficDirection.ROUTED && r.inInterface === "kube-bridge")).toBe(true);
+    expect(rules.every((r) => /^cdktf-k3s-kilo:[0-9a-f]{16}$/.test(r.tag!))).toBe(true);
+    expect(firewall.firewallOf(server)).toBeDefined();
+  });
+
+  test("pod and service networks come from the server unless given", () => {
+    const { stack } = newStack();
+    const server = new K3sServer(stack, "server", { host: { address: "203.0.113.10", ssh }, clusterCidr: "10.52.0.0/16", serviceCidr: "10.53.0.0/16" });
+    const fw = new PeerFirewall(stack, "fw", { nodes: [server], adminCidrs: [ADMIN], kiloSubnet: "10.14.0.0/16" });
+    const froms = fw.rulesFor(server).filter((r) => r.inInterface).map((r) => r.from);
+    expect(new Set(froms)).toEqual(new Set(["10.52.0.0/16", "10.53.0.0/16", "10.14.0.0/16"]));
+    const fw2 = new PeerFirewall(stack, "fw2", { nodes: [server], adminCidrs: [ADMIN], podCidr: "10.62.0.0/16" });
+    expect(fw2.rulesFor(server).filter((r) => r.inInterface).map((r) => r.from)).toContain("10.62.0.0/16");
+  });
+
+  test("addresses from another resource: rules keep the token, the digest includes its value via Terraform", () => {
+    const { stack } = newStack();
+    const droplet = new (require("@cdktf/provider-null").resource.Resource)(stack, "droplet", {});
+    const address = Fn.lookup(droplet.triggers, "ip", "203.0.113.99");
+    const server = new K3sServer(stack, "server", { host: { address: "203.0.113.10", ssh } });
+    const agent = new K3sAgent(stack, "agent", { server, host: { address, ssh } });
+    const fw = new PeerFirewall(stack, "firewall", { nodes: [server, agent], adminCidrs: [ADMIN] });
+    expect(validationErrors(stack)).toEqual([]);
+    const out = synth(stack);
+    const t = triggersOf(out, "server");
+    expect(t.text).toMatch(/^[0-9a-f]{64}$/);
+    expect(t.values).toMatch(/^\$\{sha256\(join\("\\n", \[lookup\(null_resource\.droplet\.triggers, "ip", "203\.0\.113\.99"\)/);
+    // The script quotes the value with Terraform's replace() at apply time.
+    const script = provisioners(resourceOf(out, "null_resource", "firewall_server"))[0].inline[0];
+    expect(script).toContain(`'\${replace(lookup(null_resource.droplet.triggers`);
+    // The rule's tag is computed on the host once the value is known.
+    const wg = fw.rulesFor(server).find((r) => r.purpose === "wireguard")!;
+    expect(wg.tag).toBeUndefined();
+  });
+
+  test("warns at synth when no admin network is given", () => {
+    const { stack } = newStack();
+    const server = new K3sServer(stack, "server", { host: { address: "203.0.113.10", ssh } });
+    new PeerFirewall(stack, "firewall", { nodes: [server] });
+    const warnings = stack.node.findAll().flatMap((c) => c.node.metadata)
+      .filter((m) => m.type === "@cdktf/warn").map((m) => String(m.data));
+    expect(warnings.join("\n")).toMatch(/PeerFirewall "cluster\/firewall": no adminCidrs, so SSH \(22\/tcp, rate-limited\) stays open to the whole Internet/);
+  });
+
+  test("validation names the construct, the field and the fix", () => {
+    const { stack } = newStack();
+    const server = new K3sServer(stack, "server", { host: { address: "203.0.113.10", ssh } });
+    const named = new K3sAgent(stack, "named", { server, host: { address: "node1.example.com", ssh } });
+    const viaBastion = new K3sAgent(stack, "hidden", { server, host: { address: "203.0.113.30", ssh: { ...ssh, bastion: { host: "jump.example.com" } } } });
+    new PeerFirewall(stack, "firewall", {
+      nodes: [server, named, viaBastion, server],
+      adminCidrs: ["198.51.100.7", "198.51.100.0/33"],
+      apiCidrs: ["10.0.0.1/8"],
+      wireguardPort: 70000,
+      podCidr: "10.42.0.0",
+      kiloSubnet: "banana",
+      extraRules: [
+        { port: 0 },
+        { port: 3000, endPort: 2000 },
+        { port: 5000, endPort: 5010, protocol: Protocol.ANY },
+        { port: 80, from: ["example.com"] },
+        { port: 81, protocol: "sctp" as Protocol },
+      ],
+    });
+    const errors = validationErrors(stack).filter((e) => e.startsWith("PeerFirewall"));
+    const expected = [
+      /nodes: a node is listed more than once/,
+      /nodes: cluster\/named has host.address "node1.example.com", a DNS name: ufw rules need IP addresses/,
+      /nodes: cluster\/hidden is reached through bastion "jump.example.com", a DNS name/,
+      /adminCidrs\[0\]: "198.51.100.7" is not a CIDR block; add the prefix length \(for one address: 198.51.100.7\/32\)/,
+      /adminCidrs\[1\]: "198.51.100.0\/33" is not a CIDR block/,
+      /apiCidrs\[0\]: "10.0.0.1\/8" has host bits set; did you mean 10.0.0.0\/8\?/,
+      /wireguardPort: 70000 is not a port number/,
+      /podCidr: "10.42.0.0" is not a CIDR block/,
+      /kiloSubnet: "banana" is not a CIDR block/,
+      /extraRules\[0\].port: 0 is not a port number/,
+      /extraRules\[1\].endPort: 2000 is below port 3000/,
+      /extraRules\[2\].protocol: ufw needs a protocol for a port range/,
+      /extraRules\[3\].from\[0\]: "example.com" is neither an IP address nor a CIDR block/,
+      /extraRules\[4\].protocol: "sctp" is not a Protocol/,
+    ];
+    for (const re of expected) expect(errors.find((e) => re.test(e))).toMatch(/^PeerFirewall "cluster\/firewall": /);
+    expect(errors).toHaveLength(expected.length);
+  });
+
+  test("no nodes is an error; tokens pass validation", () => {
+    const { stack } = newStack();
+    new PeerFirewall(stack, "empty", { nodes: [] });
+    const droplet = new (require("@cdktf/provider-null").resource.Resource)(stack, "droplet", {});
+    const server = new K3sServer(stack, "server", { host: { address: "203.0.113.10", ssh } });
+    new PeerFirewall(stack, "tokens", {
+      nodes: [server],
+      adminCidrs: [Fn.lookup(droplet.triggers, "cidr", "")],
+      extraRules: [{ port: 443, from: [Fn.lookup(droplet.triggers, "lb", "")] }],
+    });
+    const errors = validationErrors(stack).filter((e) => e.startsWith("PeerFirewall"));
+    expect(errors).toEqual(['PeerFirewall "cluster/empty": nodes: give every K3sServer and K3sAgent of the cluster']);
+  });
+});

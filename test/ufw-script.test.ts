@@ -1,0 +1,207 @@
+/**
+ * The converge script: shellcheck-clean, and executed for real with real ufw and iptables —
+ * but only inside a throwaway sandbox (a new network namespace and a private mount namespace
+ * with its own /etc/ufw, /etc/default and /run), never against this machine's own firewall.
+ */
+import { spawnSync } from "child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "fs";
+import { tmpdir } from "os";
+import { join } from "path";
+import { clusterRuleSets, FirewallCluster, nodeRuleSet, Protocol } from "../lib/render/firewall-rules";
+import { renderFirewallScript } from "../lib/render/ufw-script";
+
+const ADMIN = "198.51.100.7/32";
+
+function cluster(agents = 2, extra: Partial<FirewallCluster> = {}): FirewallCluster {
+  return {
+    nodes: [
+      { name: "server", role: "server", address: "203.0.113.10" },
+      ...Array.from({ length: agents }, (_, i) => ({ name: `agent-${i}`, role: "agent" as const, address: `203.0.113.${11 + i}` })),
+    ],
+    adminCidrs: [ADMIN],
+    ...extra,
+  };
+}
+
+const canSandbox = process.getuid?.() === 0 && spawnSync("unshare", ["--net", "--mount", "true"]).status === 0
+  && spawnSync("sh", ["-c", "command -v ufw && command -v iptables"]).status === 0;
+
+let dir: string;
+beforeAll(() => { dir = mkdtempSync(join(tmpdir(), "ufw-script-")); });
+afterAll(() => { rmSync(dir, { recursive: true, force: true }); });
+
+/**
+ * Run `body` as root in a fresh network namespace and private mount namespace, with private
+ * copies of ufw's configuration. Everything it changes disappears when it exits.
+ */
+function sandbox(body: string, files: Record<string, string> = {}): { code: number; stdout: string; stderr: string } {
+  const box = mkdtempSync(join(dir, "box-"));
+  for (const [name, text] of Object.entries(files)) writeFileSync(join(box, name), text, { mode: 0o755 });
+  const prelude = [
+    "set -eu",
+    // The private mount namespace makes these mounts invisible outside (unshare: propagation private).
+    "mount -t tmpfs tmpfs /run",
+    `cp -a /etc/ufw ${box}/etc-ufw && cp -a /etc/default ${box}/etc-default`,
+    `mount --bind ${box}/etc-ufw /etc/ufw && mount --bind ${box}/etc-default /etc/default`,
+    "ip link set lo up",
+    `cd ${box}`,
+    "export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C",
+    "",
+  ].join("\n");
+  const script = body.replace(/^=== (\S+)$/gm, "echo '=== $1'");
+  const r = spawnSync("unshare", ["--net", "--mount", "--fork", "--", "sh", "-c", prelude + script], {
+    encoding: "utf8", timeout: 120000, killSignal: "SIGKILL",
+  });
+  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** Split `=== name` sections of a sandbox's output. */
+function sections(out: string): Record<string, string> {
+  const s: Record<string, string> = {};
+  let cur = "";
+  for (const line of out.split("\n")) {
+    const m = /^=== (\S+)$/.exec(line);
+    if (m) { cur = m[1]; s[cur] = ""; continue; }
+    if (cur) s[cur] += line + "\n";
+  }
+  return s;
+}
+
+/** What "the firewall" is: ufw's rules and defaults, and iptables' filter table without counters. */
+const SNAPSHOT = "ufw status verbose; ufw show added; iptables-save -t filter | grep -v '^[#:]'; ip6tables-save -t filter | grep -v '^[#:]'";
+
+describe("ufw converge script", () => {
+  test("passes shellcheck for every shape of rule set", () => {
+    const shapes = [
+      ...clusterRuleSets(cluster(2)),
+      nodeRuleSet(cluster(1, { adminCidrs: [] }), "server"),
+      nodeRuleSet(cluster(1, {
+        nodes: [
+          { name: "s1", role: "server", address: "203.0.113.10" },
+          { name: "s2", role: "server", address: "203.0.113.11", sshPort: 2222, sshFrom: ["192.0.2.1"] },
+        ],
+        apiCidrs: ["192.0.2.0/24"],
+        extraRules: [{ port: 30000, endPort: 32767, from: ["192.0.2.0/24"] }, { port: 53, protocol: Protocol.ANY }],
+      }), "s2"),
+    ];
+    for (const set of shapes) {
+      const script = renderFirewallScript(set);
+      const r = spawnSync("shellcheck", ["-s", "sh", "-"], { input: script, encoding: "utf8", timeout: 60000 });
+      expect(r.stdout + r.stderr).toBe("");
+      expect(r.status).toBe(0);
+    }
+  });
+
+  test("quotes every value, stops at the first error, never resets ufw", () => {
+    const script = renderFirewallScript(nodeRuleSet(cluster(2), "server"));
+    expect(script.split("\n").slice(0, 4).join("\n")).toMatch(/^#!\/bin\/sh\n.*\nset -eu\n/);
+    expect(script).toContain("want 'limit' 'proto' 'tcp' 'from' '198.51.100.7/32' 'to' 'any' 'port' '22'");
+    expect(script).toContain("want 'route' 'allow' 'in' 'on' 'kube-bridge' 'from' '10.42.0.0/16' 'to' 'any'");
+    expect(script).not.toMatch(/ufw\s+(--force\s+)?reset/);
+    expect(script).toContain("ufw --force enable");
+    expect(script).toMatch(/timeout 600 apt-get install -y -q ufw/);
+    // SSH is the first rule and every rule is added before ufw is enabled.
+    const firstWant = script.indexOf("\nwant ");
+    expect(script.slice(firstWant, script.indexOf("\n", firstWant + 1))).toMatch(/'limit'.*'port' '22'$/);
+    expect(script.lastIndexOf("\nwant ")).toBeLessThan(script.indexOf("ufw --force enable"));
+  });
+
+  (canSandbox ? test : test.skip)("converges real ufw: adds, re-runs unchanged, drops a removed peer, keeps the operator's rule", () => {
+    const full = renderFirewallScript(nodeRuleSet(cluster(2), "server"));
+    const c = cluster(2);
+    const withoutAgent1 = renderFirewallScript(nodeRuleSet({ ...c, nodes: c.nodes.filter((n) => n.name !== "agent-1") }, "server"));
+    const r = sandbox([
+      "=== first",
+      "sh ./full.sh",
+      "=== snap1",
+      SNAPSHOT,
+      "=== second",
+      "sh ./full.sh",
+      "=== snap2",
+      SNAPSHOT,
+      "=== operator",
+      "ufw allow proto tcp from 192.0.2.50 to any port 8080 >/dev/null",
+      "ufw route allow in on eth9 to 192.0.2.0/24 comment 'operator forward' >/dev/null",
+      "=== removed",
+      "sh ./removed.sh",
+      "=== snap3",
+      SNAPSHOT,
+      "=== readded",
+      "sh ./full.sh",
+      "=== snap4",
+      "ufw show added",
+    ].join("\n"), { "full.sh": full, "removed.sh": withoutAgent1 });
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    const s = sections(r.stdout);
+    const expected = nodeRuleSet(cluster(2), "server").rules;
+
+    expect(s.first).toMatch(/added: ufw limit proto tcp from 198\.51\.100\.7\/32 to any port 22/);
+    expect(s.first).toMatch(/ufw enabled/);
+    expect(s.first).toMatch(new RegExp(`converged \\(${expected.length + 1} change`));
+    expect(s.snap1).toMatch(/^Status: active$/m);
+    expect(s.snap1).toMatch(/Default: deny \(incoming\), allow \(outgoing\), (deny|disabled) \(routed\)/);
+    // Every rule is there under the tag computed at synth.
+    for (const rule of expected) expect(s.snap1).toContain(`comment '${rule.tag}'`);
+    expect(s.snap1).toMatch(/-A ufw-user-input -s 198\.51\.100\.7\/32 -p tcp -m tcp --dport 22 .*-j ufw-user-limit/);
+    expect(s.snap1).toMatch(/-A ufw-user-input -s 203\.0\.113\.12\/32 -p udp -m udp --dport 51820 -j ACCEPT/);
+    expect(s.snap1).toMatch(/-A ufw-user-forward -s 10\.42\.0\.0\/16 -i kube-bridge -j ACCEPT/);
+
+    // A second run changes nothing at all.
+    expect(s.second).toMatch(/converged \(0 change\(s\)\)/);
+    expect(s.second).not.toMatch(/added|deleted|enabled/);
+    expect(s.snap2).toBe(s.snap1);
+
+    // Removing agent-1 deletes exactly its rules; the operator's rules survive.
+    const gone = expected.filter((x) => x.from === "203.0.113.12");
+    expect(gone.map((x) => x.purpose).sort()).toEqual(["kube-apiserver", "kubelet", "wireguard"]);
+    expect((s.removed.match(/deleted stale rule/g) ?? []).length).toBe(gone.length);
+    expect(s.removed).not.toMatch(/added:/);
+    expect(s.snap3).not.toContain("203.0.113.12");
+    for (const x of gone) expect(s.snap3).not.toContain(x.tag!);
+    expect(s.snap3).toContain("ufw allow from 192.0.2.50 to any port 8080 proto tcp");
+    expect(s.snap3).toContain("ufw route allow in on eth9 to 192.0.2.0/24 comment 'operator forward'");
+    expect(s.snap3).toContain("203.0.113.11");
+
+    // Adding it back restores them.
+    expect((s.readded.match(/added:/g) ?? []).length).toBe(gone.length);
+    for (const x of gone) expect(s.snap4).toContain(x.tag!);
+  });
+
+  (canSandbox ? test : test.skip)("changing the admin network replaces the SSH rule, adding the new one before deleting the old", () => {
+    const before = renderFirewallScript(nodeRuleSet(cluster(1), "agent-0"));
+    const after = renderFirewallScript(nodeRuleSet(cluster(1, { adminCidrs: ["192.0.2.0/24"] }), "agent-0"));
+    const r = sandbox("sh ./before.sh >/dev/null\nsh ./after.sh\n=== added\nufw show added", { "before.sh": before, "after.sh": after });
+    expect(r.code).toBe(0);
+    const lines = r.stdout.split("\n");
+    const add = lines.findIndex((l) => /added: ufw limit proto tcp from 192\.0\.2\.0\/24/.test(l));
+    const del = lines.findIndex((l) => /deleted stale rule: ufw limit from 198\.51\.100\.7 to any port 22 proto tcp/.test(l));
+    expect(add).toBeGreaterThanOrEqual(0);
+    expect(del).toBeGreaterThan(add);
+    const added = sections(r.stdout).added;
+    expect(added).toContain("ufw limit from 192.0.2.0/24 to any port 22 proto tcp");
+    expect(added).not.toContain("198.51.100.7");
+  });
+
+  (canSandbox ? test : test.skip)("without ufw and apt-get it stops with a clear message, changing nothing", () => {
+    const script = renderFirewallScript(nodeRuleSet(cluster(1), "server"));
+    // Hide ufw and apt-get inside the sandbox only (a bind mount of an empty, non-executable file).
+    const r = sandbox([
+      "for b in /usr/sbin/ufw /usr/bin/apt-get; do [ -e \"$b\" ] && mount --bind /dev/null \"$b\"; done",
+      "sh ./fw.sh",
+    ].join("\n"), { "fw.sh": script });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/error: ufw is not installed and this host has no apt-get: PeerFirewall supports Debian and Ubuntu hosts/);
+  });
+
+  (canSandbox ? test : test.skip)("an invalid value from Terraform fails the step instead of being skipped", () => {
+    // What a token that resolves to garbage would produce at apply time.
+    const set = nodeRuleSet({
+      nodes: [{ name: "s", role: "server", address: "203.0.113.10" }, { name: "a", role: "agent", address: "not-an-ip" }],
+      adminCidrs: [ADMIN],
+    }, "s");
+    const r = sandbox("sh ./fw.sh", { "fw.sh": renderFirewallScript(set) });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/error: ufw refused the rule: ufw allow proto udp from not-an-ip to any port 51820/);
+  });
+});
