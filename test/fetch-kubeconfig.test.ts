@@ -59,6 +59,10 @@ describe("sshArgs", () => {
     expect(args.slice(-3)).toEqual(["-l", "ubuntu", "203.0.113.11"]);
     expect(joined).toContain("-p 2222");
   });
+  test("bounds the connection by the host's SSH timeout", () => {
+    expect(sshArgs({ ...base, timeout: "3s" }, undefined)).toContain("ConnectTimeout=3");
+    expect(sshArgs({ ...base, timeout: "2m" }, undefined)).toContain("ConnectTimeout=120");
+  });
   test("goes through the bastion with its own user and key", () => {
     const args = sshArgs({ ...base, bastion_host: "203.0.113.10", bastion_user: "jump", bastion_private_key_path: "/keys/jump" }, undefined);
     const proxy = args[args.indexOf("-o", args.findIndex((a) => a.startsWith("ProxyCommand")) - 1) + 1];

@@ -50,7 +50,7 @@ describe("peer firewall rule sets", () => {
     const set = nodeRuleSet({ nodes: [node("server", "203.0.113.10", "server")], adminCidrs: [ADMIN] }, "server");
     expect(set.defaults).toEqual({ incoming: "deny", outgoing: "allow", routed: "deny" });
     expect(summary(set.rules)).toEqual([
-      `ssh limit tcp 22 from ${ADMIN}`,
+      `ssh tcp 22 from ${ADMIN}`,
       `kube-apiserver tcp 6443 from ${ADMIN}`,
       ...KILO_RULES,
     ]);
@@ -62,7 +62,7 @@ describe("peer firewall rule sets", () => {
     const agents = [11, 12, 13, 14, 15].map((i) => `203.0.113.${i}`);
     const server = sets[0].rules;
     expect(summary(server)).toEqual([
-      `ssh limit tcp 22 from ${ADMIN}`,
+      `ssh tcp 22 from ${ADMIN}`,
       ...agents.map((a) => `wireguard udp 51820 from ${a}`),
       ...agents.map((a) => `kube-apiserver tcp 6443 from ${a}`),
       `kube-apiserver tcp 6443 from ${ADMIN}`,
@@ -79,7 +79,7 @@ describe("peer firewall rule sets", () => {
     const set = nodeRuleSet(article(), "agent-3");
     const peers = ["203.0.113.10", "203.0.113.11", "203.0.113.12", "203.0.113.14", "203.0.113.15"];
     expect(summary(set.rules)).toEqual([
-      `ssh limit tcp 22 from ${ADMIN}`,
+      `ssh tcp 22 from ${ADMIN}`,
       ...peers.map((a) => `wireguard udp 51820 from ${a}`),
       ...peers.map((a) => `kubelet tcp 10250 from ${a}`),
       ...KILO_RULES,
@@ -171,9 +171,9 @@ describe("peer firewall rule sets", () => {
     };
     const agent = nodeRuleSet(c, "agent").rules;
     expect(summary(agent.filter((r) => r.purpose === "ssh"))).toEqual([
-      `ssh limit tcp 2222 from ${ADMIN}`,
-      "ssh limit tcp 2222 from 203.0.113.10",
-      "ssh limit tcp 2222 from 192.0.2.10",
+      `ssh tcp 2222 from ${ADMIN}`,
+      "ssh tcp 2222 from 203.0.113.10",
+      "ssh tcp 2222 from 192.0.2.10",
     ]);
     expect(summary(agent.filter((r) => r.purpose === "wireguard"))).toEqual([
       "wireguard udp 51821 from 203.0.113.10",
@@ -211,7 +211,7 @@ describe("peer firewall rule sets", () => {
     expect(clusterRuleSets(article())).toEqual(sets);
     const { createHash } = require("crypto");
     const r = sets[0].rules[0];
-    expect(ruleWords(r).join(" ")).toBe(`limit proto tcp from ${ADMIN} to any port 22`);
+    expect(ruleWords(r).join(" ")).toBe(`allow proto tcp from ${ADMIN} to any port 22`);
     expect(r.tag).toBe(TAG_PREFIX + createHash("sha256").update(ruleWords(r).join(" ")).digest("hex").slice(0, 16));
     const routed = sets[0].rules.find((x) => x.direction === TrafficDirection.ROUTED)!;
     expect(ruleWords(routed)).toEqual(["route", "allow", "in", "on", "kube-bridge", "from", "10.42.0.0/16", "to", "any"]);
@@ -240,9 +240,11 @@ describe("peer firewall rule sets", () => {
     expect(text(article({ apiCidrs: ["192.0.2.0/24"] }), "server")).not.toBe(text(article(), "server"));
   });
 
-  test("SSH from admin networks can be a plain allow; SSH from anywhere is always rate-limited", () => {
-    const plain = nodeRuleSet(article({ rateLimitSsh: false }), "agent-1").rules.filter((r) => r.purpose === "ssh");
+  test("SSH from admin networks is a plain allow unless asked to rate-limit; SSH from anywhere always is", () => {
+    const plain = nodeRuleSet(article(), "agent-1").rules.filter((r) => r.purpose === "ssh");
     expect(summary(plain)).toEqual([`ssh tcp 22 from ${ADMIN}`]);
+    const limited = nodeRuleSet(article({ rateLimitSsh: true }), "agent-1").rules.filter((r) => r.purpose === "ssh");
+    expect(summary(limited)).toEqual([`ssh limit tcp 22 from ${ADMIN}`]);
     const open = nodeRuleSet(article({ rateLimitSsh: false, adminCidrs: [] }), "agent-1").rules.filter((r) => r.purpose === "ssh");
     expect(summary(open)).toEqual(["ssh limit tcp 22 from any"]);
   });

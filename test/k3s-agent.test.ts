@@ -114,6 +114,21 @@ describe("K3sAgent", () => {
       expect(changed).toEqual([expect.stringMatching(/^a_install_/)]);
     });
 
+    test("a change on the server alone re-runs no agent install", () => {
+      const build = (secretsEncryption: boolean) => {
+        const { stack } = newStack();
+        const server = new K3sServer(stack, "server", { host: { address: "203.0.113.10", ssh }, secretsEncryption });
+        new K3sAgent(stack, "a", { server, host: { address: "203.0.113.11", ssh } });
+        return synth(stack);
+      };
+      const [before, after] = [build(true), build(false)];
+      const agentTrigger = (out: any) => resourceOf(out, "terraform_data", "a_install").triggers_replace;
+      // Not derived from the kubeconfig fetch, which Terraform reads late when the server changes.
+      expect(JSON.stringify(agentTrigger(before))).not.toMatch(/local_command/);
+      expect(agentTrigger(after)).toEqual(agentTrigger(before));
+      expect(resourceOf(after, "terraform_data", "server_install").triggers_replace).not.toEqual(resourceOf(before, "terraform_data", "server_install").triggers_replace);
+    });
+
     test("changing SSH settings updates state in place and re-runs nothing", () => {
       const build = (user: string) => {
         const { stack } = newStack();
@@ -136,5 +151,39 @@ describe("K3sAgent", () => {
     const other = new TerraformStack(app, "edge");
     new K3sAgent(other, "a", { server, host: { address: "203.0.113.11", ssh } });
     expect(validationErrors(other).join("\n")).toMatch(/K3sAgent "edge\/a": server: cluster\/server is in stack "cluster" but this agent is in "edge"; create the agent in its server's stack/);
+  });
+});
+
+describe("decommissioning an agent", () => {
+  function build(decommission: boolean) {
+    const { stack } = newStack();
+    const server = new K3sServer(stack, "server", { host: { address: "203.0.113.10", ssh } });
+    const keep = new K3sAgent(stack, "keep", { server, host: { address: "203.0.113.11", ssh } });
+    const gone = new K3sAgent(stack, "gone", { server, host: { address: "203.0.113.12", ssh }, decommission });
+    const { PeerFirewall } = require("../lib");
+    new PeerFirewall(stack, "fw", { nodes: [server, keep, gone], adminCidrs: ["192.0.2.0/28"] });
+    return synth(stack);
+  }
+
+  test("keeps the configuration with count = 0, so Terraform runs its destroy-time cleanup", () => {
+    const out = build(true);
+    const membership = resourceOf(out, "terraform_data", "gone_membership");
+    expect(membership.count).toBe(0);
+    expect(resourceOf(out, "terraform_data", "gone_install").count).toBe(0);
+    expect(provisioners(membership).map((p) => p.when)).toEqual(["destroy", "destroy"]);
+    expect(resourceOf(out, "terraform_data", "keep_membership").count).toBeUndefined();
+  });
+
+  test("drops it from every firewall and re-runs no other install", () => {
+    const [before, after] = [build(false), build(true)];
+    const firewalls = (out: any) => Object.keys(out.resource.null_resource);
+    expect(firewalls(before).some((k) => k.includes("gone"))).toBe(true);
+    expect(firewalls(after).some((k) => k.includes("gone"))).toBe(false);
+    const keepFw = (out: any) => Object.entries<any>(out.resource.null_resource).find(([k]) => k.includes("keep"))![1];
+    expect(JSON.stringify(keepFw(before))).toContain("203.0.113.12");
+    expect(JSON.stringify(keepFw(after))).not.toContain("203.0.113.12");
+    for (const id of ["server_install", "keep_install"]) {
+      expect(resourceOf(after, "terraform_data", id).triggers_replace).toEqual(resourceOf(before, "terraform_data", id).triggers_replace);
+    }
   });
 });

@@ -117,7 +117,7 @@ describe("PeerFirewall", () => {
   test("rulesFor gives each node's rules as data", () => {
     const { server, agents, firewall } = cluster(2);
     const rules = firewall.rulesFor(server);
-    expect(rules[0]).toMatchObject({ purpose: "ssh", action: RuleAction.LIMIT, protocol: Protocol.TCP, port: "22", from: ADMIN });
+    expect(rules[0]).toMatchObject({ purpose: "ssh", action: RuleAction.ALLOW, protocol: Protocol.TCP, port: "22", from: ADMIN });
     expect(rules.filter((r) => r.port === "6443").map((r) => r.from)).toEqual(["203.0.113.11", "203.0.113.12", ADMIN]);
     expect(firewall.rulesFor(agents[0]).some((r) => r.port === "6443")).toBe(false);
     expect(rules.some((r) => r.direction === TrafficDirection.ROUTED && r.inInterface === "kube-bridge")).toBe(true);

@@ -22,6 +22,14 @@ export interface K3sAgentProps extends K3sNodeProps {
    * @default 120
    */
   readonly drainTimeoutSeconds?: number;
+  /**
+   * Take this agent out of the cluster. Deploying with `decommission: true` drains it, deletes its
+   * Node, uninstalls K3s and Kilo from the host and drops it from every firewall and the mesh; then
+   * delete the construct. (Deleting the construct straight away skips the cleanup: Terraform
+   * forgets destroy-time provisioners together with the resource's configuration.)
+   * @default false
+   */
+  readonly decommission?: boolean;
 }
 
 /**
@@ -37,7 +45,7 @@ export class K3sAgent extends K3sNode {
     this.node.addValidation({ validate: () => this.validateAgent(props) });
     const h = this.host;
     const server = props.server;
-    const config = agentConfig({
+    const settings = {
       nodeName: this.nodeName,
       address: h.address,
       privateAddress: h.privateAddress,
@@ -46,8 +54,12 @@ export class K3sAgent extends K3sNode {
       taints: this.taints,
       extraConfig: props.extraConfig ?? {},
       serverUrl: server.apiServerUrl,
-      token: server.agentJoinToken,
-    });
+    };
+    const config = agentConfig({ ...settings, token: server.agentJoinToken });
+    // The trigger digests the token's secret, not its CA hash: the hash comes from a data source that
+    // Terraform reads late whenever the server's install changes, which would make every agent's
+    // trigger unknown and replace every agent install for a change on the server alone.
+    const fingerprintConfig = agentConfig({ ...settings, token: server._agentTokenSecret });
     const drainTimeout = props.drainTimeoutSeconds ?? 120;
     this._wireInstall(config, this._installSettings(props),
       // The server's connection, so the destroy-time drain can run there from state alone.
@@ -71,7 +83,8 @@ export class K3sAgent extends K3sNode {
         },
       ],
       // Created after, and so destroyed before, the server: the drain needs it.
-      [server.installation]);
+      [server.installation],
+      fingerprintConfig);
   }
 
   private validateAgent(props: K3sAgentProps): string[] {

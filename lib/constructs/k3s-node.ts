@@ -105,6 +105,12 @@ export abstract class K3sNode extends Construct {
   public readonly labels: { [key: string]: string };
   /** Node taints. */
   public readonly taints: string[];
+  /**
+   * The node is being taken out of the cluster: its resources are destroyed (running the
+   * destroy-time cleanup) while their configuration still exists, and firewalls and the mesh
+   * leave it out. Set by K3sAgent's `decommission` prop; always false for servers.
+   */
+  public readonly decommissioned: boolean;
   /** Kept in state; its destroy-time provisioners take the node out of the cluster. */
   /** @internal */
   protected _membership!: TerraformData;
@@ -121,6 +127,7 @@ export abstract class K3sNode extends Construct {
     this.version = props.version ?? K3S_DEFAULT_VERSION;
     this.labels = props.labels ?? {};
     this.taints = props.taints ?? [];
+    this.decommissioned = (props as { decommission?: boolean }).decommission === true;
     this.node.addValidation({ validate: () => this.validateNode(props) });
   }
 
@@ -160,14 +167,16 @@ export abstract class K3sNode extends Construct {
    * Create the membership record and the install step.
    * @param membershipInput key-free data the destroy-time provisioners read from `self.input`
    * @param destroyProvisioners raw destroy-time provisioners for the membership record
+   * @param fingerprintConfig what the install's trigger digests, when it must differ from `config`
+   * @internal
    */
-  /** @internal */
   protected _wireInstall(
     config: K3sConfig,
     settings: InstallSettings,
     membershipInput: Record<string, unknown>,
     destroyProvisioners: Array<Record<string, unknown>>,
     membershipDependsOn: ITerraformDependable[],
+    fingerprintConfig: K3sConfig = config,
   ): void {
     this._membership = new TerraformData(this, "membership", {
       // Only the node's identity replaces it: a replacement runs the destroy-time cleanup.
@@ -176,14 +185,18 @@ export abstract class K3sNode extends Construct {
       dependsOn: membershipDependsOn.length ? membershipDependsOn : undefined,
     });
     if (destroyProvisioners.length) this._membership.addOverride("provisioner", destroyProvisioners);
+    // Terraform drops destroy-time provisioners together with a resource's configuration, so a node
+    // is removed in two deploys: first with count = 0 (cleanup runs), then without the construct.
+    if (this.decommissioned) this._membership.count = 0;
 
     const configYaml = renderK3sConfig(config);
     const script = renderInstallScript(settings);
     this._installStep = new TerraformData(this, "install", {
       // A digest only: the config holds tokens, and triggers are stored in state in clear.
-      triggersReplace: fingerprint(`${script}\n${configYaml}`),
+      triggersReplace: fingerprint(`${script}\n${renderK3sConfig(fingerprintConfig)}`),
       dependsOn: [this._membership],
     });
+    if (this.decommissioned) this._installStep.count = 0;
     const connection = createTimeConnection(this.host);
     this._installStep.connection = connection;
     this._installStep.provisioners = [

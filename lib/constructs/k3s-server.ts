@@ -85,6 +85,8 @@ export class K3sServer extends K3sNode {
   public readonly clusterCidr: string;
   /** Service network CIDR. */
   public readonly serviceCidr: string;
+  /** @internal The agent token's secret part (random_password), known at plan time. */
+  public readonly _agentTokenSecret: string;
   /** Name of the cluster in the kubeconfig. */
   public readonly clusterName: string;
   /** The address clients and agents reach the API at. */
@@ -104,6 +106,7 @@ export class K3sServer extends K3sNode {
     // Letters and digits only: safe in YAML, URLs and the `K10…::node:<secret>` join token.
     const serverToken = new password.Password(this, "server-token", { length: 48, special: false });
     const agentToken = new password.Password(this, "agent-token", { length: 48, special: false });
+    this._agentTokenSecret = agentToken.result;
 
     const h = this.host;
     const config = serverConfig({

@@ -241,7 +241,7 @@ export class KiloMesh extends Construct {
     const annotated: ITerraformDependable[] = [];
     const leaders = new Set(props.leaders ?? []);
     for (const n of this.nodes) {
-      if (!(n instanceof K3sNode) || !n.host) continue;
+      if (!(n instanceof K3sNode) || !n.host || n.decommissioned) continue;
       const h = n.host;
       const values = nodeAnnotations({
         forceEndpoint: h.publicAddressOnInterface === false ? this.endpointOf(h.address) : undefined,

@@ -63,12 +63,12 @@ export interface PeerFirewallProps {
    */
   readonly extraRules?: FirewallRule[];
   /**
-   * Rate-limit SSH from the admin networks (ufw `limit`: a source's 6th new connection within
-   * 30 seconds is refused until the window passes). Terraform retries refused connections until
-   * the connection timeout, so deploys still succeed, only slower; turn it off for automation
-   * that opens many SSH connections in bursts. SSH open to anywhere (no adminCidrs) is always
-   * rate-limited.
-   * @default true
+   * Rate-limit SSH from the admin networks and bastions too (ufw `limit`: a source's 6th new
+   * connection within 30 seconds is refused until the window passes). Off by default because a
+   * deploy opens one SSH connection per provisioner — more through a bastion — and each refused
+   * retry renews the block, so a rate-limited admin network fails its own deploys. The admin
+   * networks are yours and narrow; SSH open to anywhere (no adminCidrs) is always rate-limited.
+   * @default false
    */
   readonly rateLimitSsh?: boolean;
 }
@@ -82,14 +82,15 @@ export interface PeerFirewallProps {
  * re-runs the firewalls only, never a K3s install.
  */
 export class PeerFirewall extends Construct {
-  /** The nodes this firewall covers. */
+  /** The nodes this firewall covers (decommissioned agents left out). */
   public readonly nodes: K3sNode[];
   private readonly sets = new Map<K3sNode, NodeRuleSet>();
   private readonly steps = new Map<K3sNode, nullResource.Resource>();
 
   constructor(scope: Construct, id: string, props: PeerFirewallProps) {
     super(scope, id);
-    this.nodes = [...new Set((props.nodes ?? []).filter((n) => n instanceof K3sNode))];
+    // A decommissioned node gets no firewall step and is no longer anyone's peer.
+    this.nodes = [...new Set((props.nodes ?? []).filter((n) => n instanceof K3sNode && !n.decommissioned))];
     this.node.addValidation({ validate: () => this.validateProps(props) });
     if (!props.adminCidrs || props.adminCidrs.length === 0) {
       Annotations.of(this).addWarning(
@@ -108,7 +109,7 @@ export class PeerFirewall extends Construct {
       serviceCidr: props.serviceCidr ?? server?.serviceCidr ?? DEFAULT_SERVICE_CIDR,
       kiloSubnet: props.kiloSubnet ?? DEFAULT_KILO_SUBNET,
       extraRules: props.extraRules ?? [],
-      rateLimitSsh: props.rateLimitSsh ?? true,
+      rateLimitSsh: props.rateLimitSsh ?? false,
     };
 
     for (const n of this.nodes) {

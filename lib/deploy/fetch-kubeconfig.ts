@@ -28,6 +28,8 @@ export interface FetchRequest {
   /** https://address:6443 as clients outside the host reach it. */
   readonly api_server_url: string;
   readonly cluster_name: string;
+  /** The host's SSH timeout as Terraform writes it ("30s", "2m", "1h30m"). */
+  readonly timeout?: string;
   readonly connect_timeout_seconds?: number;
 }
 
@@ -50,6 +52,17 @@ function knownHostsLine(host: string, port: number, key: string): string {
   return `${name} ${key.trim().split(/\s+/).slice(0, 2).join(" ")}\n`;
 }
 
+/** Seconds in a Terraform duration such as "3s", "2m" or "1h30m"; undefined when unreadable. */
+export function durationSeconds(d: string | undefined): number | undefined {
+  const m = d ? /^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$/.exec(d) : null;
+  if (!m || d === "") return undefined;
+  return Number(m[1] ?? 0) * 3600 + Number(m[2] ?? 0) * 60 + Number(m[3] ?? 0);
+}
+
+function connectTimeout(r: FetchRequest): number {
+  return r.connect_timeout_seconds ?? durationSeconds(r.timeout) ?? 30;
+}
+
 /** Quote one argument for the shell that runs a ProxyCommand. */
 function q(s: string): string {
   return `'${s.replace(/'/g, "'\\''")}'`;
@@ -57,7 +70,7 @@ function q(s: string): string {
 
 /** The ssh client's arguments (without the remote command). */
 export function sshArgs(r: FetchRequest, knownHostsFile: string | undefined): string[] {
-  const timeout = r.connect_timeout_seconds ?? 30;
+  const timeout = connectTimeout(r);
   const common = (key?: string) => [
     "-o", "BatchMode=yes",
     "-o", `ConnectTimeout=${timeout}`,
@@ -127,7 +140,7 @@ export function fetchKubeconfig(r: FetchRequest): FetchResult {
       writeFileSync(knownHosts, lines, { mode: 0o600 });
       if (!r.host_key) knownHosts = undefined; // only the bastion is pinned: see README
     }
-    const timeout = ((r.connect_timeout_seconds ?? 30) + 60) * 1000;
+    const timeout = (connectTimeout(r) + 60) * 1000;
     const res = spawnSync("ssh", [...sshArgs(r, knownHosts), REMOTE_COMMAND], { encoding: "utf8", timeout, maxBuffer: 4 << 20 });
     const where = `${r.user}@${r.host}:${r.port}${r.bastion_host ? ` via ${r.bastion_host}` : ""}`;
     if (res.error) throw new Error(`could not run ssh to ${where}: ${res.error.message}`);

@@ -160,7 +160,7 @@ export interface FirewallCluster {
   readonly serviceCidr?: string;
   readonly kiloSubnet?: string;
   readonly extraRules?: FirewallRule[];
-  /** Rate-limit SSH from the admin networks and bastions too (SSH from anywhere always is). Default true. */
+  /** Rate-limit SSH from the admin networks and bastions too (SSH from anywhere always is). Default false. */
   readonly rateLimitSsh?: boolean;
 }
 
@@ -251,7 +251,7 @@ export function nodeRuleSet(cluster: FirewallCluster, nodeName: string): NodeRul
   // SSH first: the converge script adds rules in this order, before ufw is enabled.
   const sshPort = String(self.sshPort ?? 22);
   // ufw `limit`: a source opening its 6th connection within 30 seconds is refused for a while.
-  const limitSsh = cluster.rateLimitSsh ?? true;
+  const limitSsh = cluster.rateLimitSsh ?? false;
   const sshAction = limitSsh ? RuleAction.LIMIT : RuleAction.ALLOW;
   if (admin.length === 0) {
     add({
