@@ -5,3 +5,4 @@ export * from "./constructs/k3s-server";
 export * from "./constructs/k3s-agent";
 export * from "./constructs/peer-firewall";
 export * from "./constructs/kilo-mesh";
+export { ClusterReport, ClusterReportOptions } from "./constructs/cluster-report";

@@ -6,6 +6,7 @@
  */
 import { App, TerraformStack } from "cdktf";
 import { K3sAgent, K3sServer, KiloMesh, PeerFirewall, SshConnection } from "../../lib";
+import { writeClusterReport } from "../cluster-report";
 import { summarize } from "../summarize";
 
 export function buildArticleCluster(app: App): { cluster: TerraformStack; mesh: TerraformStack } {
@@ -55,4 +56,8 @@ if (require.main === module) {
   buildArticleCluster(app);
   app.synth();
   console.log(summarize(app, "cdktf.out"));
+  // The picture of the cluster: cdktf.out/cluster-report.{md,dot,svg}.
+  writeClusterReport(app, "cdktf.out", { title: "The article's cluster: 1 server + 5 agents" })
+    .then((paths) => console.log(`\nCluster report: ${paths.join(", ")}`))
+    .catch((e) => { console.error(e); process.exitCode = 1; });
 }
