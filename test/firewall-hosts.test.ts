@@ -1,0 +1,300 @@
+/**
+ * PeerFirewall on real hosts with real packets.
+ *
+ * Four throwaway hosts from the lab harness (network namespaces on one bridge, each with its own
+ * sshd, /etc and /run): a server, two agents (one logging in as a passwordless-sudo user) and a
+ * stranger that is not in the cluster. The synthesized firewall steps are executed over SSH with
+ * Terraform's remote-exec semantics and real ufw/iptables, then real TCP/UDP packets are sent
+ * between every pair to show each rule lets in what it should and nothing else.
+ *
+ * Only the firewall steps of the stack are applied here: the K3s installs that wait for them are
+ * covered by the install tests (K3s itself cannot be downloaded on the test machines). Kilo's
+ * interfaces are stand-ins: kilo0 and kube-bridge are veth links with Kilo's names and addresses
+ * in a pod and a "mesh" namespace; ufw matches interfaces by name, so the rules are the real ones.
+ */
+import { spawn, spawnSync, ChildProcess } from "child_process";
+import { randomBytes } from "crypto";
+import { K3sAgent, K3sNode, K3sServer, PeerFirewall } from "../lib";
+import { createLab, Lab, LabHost } from "./harness/lab";
+import { labHost, localHost, netnsHost, ProbeCase, ProbeHost, runMatrix, sshBanner, surprises } from "./harness/probe";
+import { TerraformRunner } from "./harness/terraform";
+import { newStack, synth } from "./util/synth";
+
+jest.setTimeout(600000);
+
+const NET = "203.0.113";
+const canRun = process.getuid?.() === 0 && ["ufw", "iptables", "socat", "sshd", "unshare", "ip"]
+  .every((b) => spawnSync("sh", ["-c", `command -v ${b}`]).status === 0);
+const describeReal = canRun ? describe : describe.skip;
+
+let lab: Lab;
+let tf: TerraformRunner;
+let server: LabHost, agent1: LabHost, agent2: LabHost, stranger: LabHost;
+let admin: ProbeHost;
+/** Probe ends for the lab hosts, by name. */
+const P: Record<string, ProbeHost> = {};
+/** Namespaces this file creates itself (besides the lab's): removed by name in afterAll. */
+const extraNetns: string[] = [];
+const id = randomBytes(3).toString("hex");
+const podNs = `cdktf-fw-${id}-pod`;
+const meshNs = `cdktf-fw-${id}-mesh`;
+let pod: ProbeHost, mesh: ProbeHost;
+
+/** The stack as a user writes it, with `agents` as the cluster's agents; only the firewall steps. */
+function firewallStack(agents: LabHost[]): { json: any; firewall: PeerFirewall; nodes: K3sNode[] } {
+  const { stack } = newStack();
+  const ssh = (h: LabHost) => ({ user: h.sshUser, privateKeyPath: lab.privateKeyPath, hostKey: h.hostKey, timeout: "1m" });
+  const k3sServer = new K3sServer(stack, "server", { host: { address: server.address, ssh: ssh(server) } });
+  const k3sAgents = agents.map((a) => new K3sAgent(stack, a.name, { server: k3sServer, host: { address: a.address, ssh: ssh(a) } }));
+  const nodes = [k3sServer, ...k3sAgents];
+  const firewall = new PeerFirewall(stack, "firewall", { nodes, adminCidrs: [`${lab.adminAddress}/32`], rateLimitSsh: true });
+  const out = synth(stack);
+  const json = { ...out, resource: { null_resource: out.resource.null_resource } } as any;
+  delete json.data;
+  delete json.output;
+  return { json, firewall, nodes };
+}
+
+/**
+ * ufw's `limit` refuses a source's 6th new SSH connection within 30 seconds. Terraform makes one
+ * connection per provisioner; the harness makes about three (connect check, upload, run), so
+ * between applies from the admin address the test lets the window pass.
+ */
+const quietSsh = () => new Promise((r) => setTimeout(r, 31000));
+
+function ip(...args: string[]): void {
+  const r = spawnSync("ip", args, { encoding: "utf8", timeout: 15000 });
+  if (r.status !== 0) throw new Error(`ip ${args.join(" ")}: ${r.stderr.trim()}`);
+}
+
+/** What "the firewall" is on a host: ufw's view and the filter table, without counters. */
+async function snapshot(h: LabHost): Promise<string> {
+  return h.run("ufw status verbose; ufw show added; iptables-save -t filter | grep -v '^[#:]'; ip6tables-save -t filter | grep -v '^[#:]'");
+}
+
+function firewallLogs(resourcePart: string): string {
+  return tf.records.filter((r) => r.kind === "remote-exec" && r.resource.includes(`firewall_${resourcePart}`))
+    .map((r) => r.stdout + r.stderr).join("\n");
+}
+
+/** The public-address matrix for the cluster `members` (the rest of the lab are outsiders). */
+function publicMatrix(members: LabHost[]): ProbeCase[] {
+  const all = [server, agent1, agent2, stranger];
+  const cases: ProbeCase[] = [];
+  for (const t of members) {
+    const target = P[t.name];
+    const isServer = t === server;
+    const sources: Array<[ProbeHost, "peer" | "outsider" | "admin"]> = [
+      ...all.filter((h) => h !== t).map((h): [ProbeHost, "peer" | "outsider"] => [P[h.name], members.includes(h) ? "peer" : "outsider"]),
+      [admin, "admin"],
+    ];
+    for (const [source, kind] of sources) {
+      const open = (ok: boolean) => (ok ? "open" : "blocked") as "open" | "blocked";
+      cases.push({ source, target, port: 22, proto: "tcp", ssh: true, expect: open(kind === "admin") });
+      cases.push({ source, target, port: 51820, proto: "udp", expect: open(kind === "peer") });
+      cases.push({ source, target, port: 10250, proto: "tcp", expect: open(kind === "peer") });
+      cases.push({ source, target, port: 6443, proto: "tcp", expect: open(isServer && kind !== "outsider") });
+      cases.push({ source, target, port: 1107, proto: "tcp", expect: "blocked" });
+      cases.push({ source, target, port: 2379, proto: "tcp", expect: "blocked" });
+    }
+  }
+  return cases;
+}
+
+/** Traffic on Kilo's interfaces of the server: to the host and forwarded between them. */
+function kiloMatrix(): ProbeCase[] {
+  return [
+    // Pods reach their own host (the kubelet, the API through a service, Kilo's metrics).
+    { source: pod, target: P["server"], address: "10.42.0.1", port: 10250, proto: "tcp", expect: "open" },
+    { source: pod, target: P["server"], address: "10.42.0.1", port: 1107, proto: "tcp", expect: "open" },
+    // Other nodes' mesh addresses and pods reach the host through kilo0 ...
+    { source: mesh, target: P["server"], address: "10.4.0.1", port: 1107, proto: "tcp", expect: "open" },
+    { source: mesh, fromAddress: "10.42.1.5", target: P["server"], address: "10.4.0.1", port: 10250, proto: "tcp", expect: "open" },
+    // ... but an address outside the cluster's ranges does not, even on kilo0.
+    { source: mesh, fromAddress: "192.0.2.77", target: P["server"], address: "10.4.0.1", port: 5353, proto: "udp", expect: "blocked" },
+    // Forwarded: a pod on another node (through kilo0) to a pod on this node (kube-bridge).
+    { source: mesh, fromAddress: "10.42.1.5", target: pod, port: 8080, proto: "tcp", expect: "open" },
+    { source: mesh, fromAddress: "10.4.0.2", target: pod, port: 8081, proto: "tcp", expect: "open" },
+    { source: mesh, fromAddress: "192.0.2.77", target: pod, port: 8082, proto: "udp", expect: "blocked" },
+    // Forwarded: a pod out to the Internet (kube-bridge -> eth0).
+    { source: pod, target: P["stranger"], port: 9090, proto: "tcp", expect: "open" },
+    // A pod address arriving on the public interface is not trusted.
+    { source: P["stranger"], fromAddress: "10.42.7.7", target: P["server"], port: 5354, proto: "udp", expect: "blocked" },
+  ];
+}
+
+describeReal("PeerFirewall on real hosts", () => {
+  beforeAll(async () => {
+    lab = await createLab({
+      hosts: [
+        { name: "server", address: `${NET}.10` },
+        { name: "agent-1", address: `${NET}.11` },
+        { name: "agent-2", address: `${NET}.12`, sudoUser: true },
+        { name: "stranger", address: `${NET}.13` },
+      ],
+    });
+    [server, agent1, agent2, stranger] = ["server", "agent-1", "agent-2", "stranger"].map((n) => lab.host(n));
+    for (const h of lab.hosts) P[h.name] = labHost(h);
+    admin = localHost("admin", lab.adminAddress);
+    tf = new TerraformRunner({ workDir: `${lab.dir}/tf` });
+
+    // Stand-ins for Kilo's interfaces on the server: kube-bridge to a pod, kilo0 to the mesh.
+    extraNetns.push(podNs, meshNs);
+    ip("netns", "add", podNs);
+    ip("netns", "add", meshNs);
+    ip("-n", server.netns, "link", "add", "kube-bridge", "type", "veth", "peer", "name", "eth0", "netns", podNs);
+    ip("-n", server.netns, "addr", "add", "10.42.0.1/24", "dev", "kube-bridge");
+    ip("-n", server.netns, "link", "set", "kube-bridge", "up");
+    ip("-n", podNs, "addr", "add", "10.42.0.5/24", "dev", "eth0");
+    ip("-n", podNs, "link", "set", "eth0", "up");
+    ip("-n", podNs, "link", "set", "lo", "up");
+    ip("-n", podNs, "route", "add", "default", "via", "10.42.0.1");
+    ip("-n", server.netns, "link", "add", "kilo0", "type", "veth", "peer", "name", "wg", "netns", meshNs);
+    ip("-n", server.netns, "addr", "add", "10.4.0.1/16", "dev", "kilo0");
+    ip("-n", server.netns, "link", "set", "kilo0", "up");
+    ip("-n", server.netns, "route", "add", "10.42.1.0/24", "via", "10.4.0.2", "dev", "kilo0");
+    ip("-n", server.netns, "route", "add", "192.0.2.77/32", "via", "10.4.0.2", "dev", "kilo0");
+    for (const a of ["10.4.0.2/16", "10.42.1.5/32", "192.0.2.77/32"]) ip("-n", meshNs, "addr", "add", a, "dev", "wg");
+    ip("-n", meshNs, "link", "set", "wg", "up");
+    ip("-n", meshNs, "link", "set", "lo", "up");
+    ip("-n", meshNs, "route", "add", "10.42.0.0/24", "via", "10.4.0.1");
+    // K3s turns forwarding on; here the server's namespace only.
+    ip("netns", "exec", server.netns, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1");
+    // The stranger routes pod replies back through the server (Kilo would masquerade instead).
+    ip("-n", stranger.netns, "route", "add", "10.42.0.0/24", "via", server.address);
+    ip("-n", stranger.netns, "addr", "add", "10.42.7.7/32", "dev", "eth0");
+    pod = netnsHost("pod", podNs, "10.42.0.5");
+    mesh = netnsHost("mesh", meshNs, "10.4.0.2");
+  });
+
+  afterAll(async () => {
+    tf?.dispose();
+    await lab?.cleanup();
+    for (const ns of extraNetns) spawnSync("ip", ["netns", "del", ns], { timeout: 15000 });
+  });
+
+  test("without the firewall every probe gets through (the probes can see 'open')", async () => {
+    const all = [...publicMatrix([server, agent1, agent2]), ...kiloMatrix()].map((c) => ({ ...c, expect: "open" as const }));
+    const results = await runMatrix(all);
+    expect(surprises(results)).toEqual([]);
+  });
+
+  test("applying the firewalls over SSH never cuts a session, and enables ufw everywhere", async () => {
+    // A session from the admin network that stays open across the apply.
+    const ticker: ChildProcess = spawn("ssh", [...lab.sshArgs(server), "i=0; while [ $i -lt 1200 ]; do echo tick; sleep 0.1; i=$((i+1)); done"],
+      { stdio: ["ignore", "pipe", "ignore"] });
+    let ticks = 0;
+    ticker.stdout!.on("data", (d: Buffer) => { ticks += (d.toString().match(/tick/g) ?? []).length; });
+    try {
+      const deadline = Date.now() + 15000;
+      while (ticks === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      expect(ticks).toBeGreaterThan(0);
+
+      const { json } = firewallStack([agent1, agent2]);
+      const report = await tf.apply(json);
+      expect(Object.values(report.plan)).toEqual(["create", "create", "create"]);
+
+      const before = ticks;
+      await new Promise((r) => setTimeout(r, 1500));
+      expect(ticker.exitCode).toBeNull();
+      expect(ticks).toBeGreaterThan(before + 5);
+    } finally {
+      ticker.kill("SIGKILL");
+    }
+    for (const name of ["server", "agent-1", "agent-2"]) {
+      expect(firewallLogs(name)).toMatch(/ufw enabled/);
+      expect(firewallLogs(name)).toMatch(/firewall converged/);
+    }
+    // agent-2 logs in as a passwordless-sudo user: the script re-ran itself as root.
+    expect(agent2.sshUser).not.toBe("root");
+    for (const h of [server, agent1, agent2]) {
+      expect(await h.run("ufw status")).toMatch(/^Status: active$/m);
+      // A new session from the admin network still gets in.
+      expect(lab.ssh(h, "echo still-here").stdout).toBe("still-here\n");
+    }
+    expect(await stranger.run("command -v ufw >/dev/null && ufw status || echo none")).toMatch(/inactive|none/);
+  });
+
+  test("the matrix: peers on their ports, the admin network on SSH and the API, nothing for anyone else", async () => {
+    const results = await runMatrix(publicMatrix([server, agent1, agent2]));
+    expect(surprises(results)).toEqual([]);
+    // Make the important lines visible in the test output too.
+    const lines = results.map((r) => r.line);
+    expect(lines).toContain("stranger -> server 6443/tcp: blocked (expected blocked)");
+    expect(lines).toContain("stranger -> server 51820/udp: blocked (expected blocked)");
+    expect(lines).toContain("stranger -> agent-1 10250/tcp: blocked (expected blocked)");
+    expect(lines).toContain("stranger -> server 1107/tcp: blocked (expected blocked)");
+    expect(lines).toContain("stranger -> server 22/tcp: blocked (expected blocked)");
+    expect(lines).toContain("agent-1 -> server 6443/tcp: open (expected open)");
+    expect(lines).toContain("agent-2 -> agent-1 51820/udp: open (expected open)");
+    expect(lines).toContain("admin -> server 22/tcp: open (expected open)");
+    expect(lines).toContain("admin -> server 6443/tcp: open (expected open)");
+  });
+
+  test("Kilo's interfaces: pod and mesh traffic in and through the server, nothing spoofed", async () => {
+    const results = await runMatrix(kiloMatrix());
+    expect(surprises(results)).toEqual([]);
+  });
+
+  test("a second run changes nothing: ufw and iptables identical before and after", async () => {
+    await quietSsh();
+    const before = await Promise.all([server, agent1, agent2].map(snapshot));
+    // A fresh state runs every firewall step again, as after a lost state or a re-created resource.
+    const again = new TerraformRunner({ workDir: `${lab.dir}/tf-again` });
+    try {
+      await again.apply(firewallStack([agent1, agent2]).json);
+      const logs = again.records.filter((r) => r.kind === "remote-exec").map((r) => r.stdout);
+      expect(logs).toHaveLength(3);
+      for (const l of logs) {
+        expect(l).toMatch(/firewall converged \(0 change\(s\)\)/);
+        expect(l).not.toMatch(/added|deleted|enabled/);
+      }
+    } finally {
+      again.dispose();
+    }
+    const after = await Promise.all([server, agent1, agent2].map(snapshot));
+    expect(after).toEqual(before);
+    // And with the same state, Terraform has nothing to do.
+    const report = await tf.apply(firewallStack([agent1, agent2]).json);
+    expect(Object.values(report.plan).every((a) => a === "noop")).toBe(true);
+  });
+
+  test("removing agent-2 closes its access on the others; the operator's own rule survives", async () => {
+    await quietSsh();
+    // The operator opens 8080 to the stranger on agent-1 by hand.
+    await agent1.run("ufw allow proto tcp from 203.0.113.13 to any port 8080 comment 'opened by hand'");
+    const { json } = firewallStack([agent1]);
+    const report = await tf.apply(json);
+    expect(report.plan).toMatchObject({
+      [Object.keys(report.plan).find((a) => a.includes("firewall_server"))!]: "replace",
+      [Object.keys(report.plan).find((a) => a.includes("firewall_agent-1"))!]: "replace",
+      [Object.keys(report.plan).find((a) => a.includes("firewall_agent-2"))!]: "delete",
+    });
+    expect(firewallLogs("server")).toMatch(/deleted stale rule: ufw allow from 203\.0\.113\.12 to any port 6443 proto tcp/);
+    expect(await server.run("ufw show added")).not.toContain("203.0.113.12");
+    expect(await agent1.run("ufw show added")).toContain("ufw allow from 203.0.113.13 to any port 8080 proto tcp comment 'opened by hand'");
+
+    const results = await runMatrix([
+      { source: P["agent-2"], target: P["server"], port: 6443, proto: "tcp", expect: "blocked" },
+      { source: P["agent-2"], target: P["server"], port: 10250, proto: "tcp", expect: "blocked" },
+      { source: P["agent-2"], target: P["server"], port: 51820, proto: "udp", expect: "blocked" },
+      { source: P["agent-2"], target: P["agent-1"], port: 10250, proto: "tcp", expect: "blocked" },
+      { source: P["agent-2"], target: P["agent-1"], port: 51820, proto: "udp", expect: "blocked" },
+      { source: P["agent-1"], target: P["server"], port: 6443, proto: "tcp", expect: "open" },
+      { source: P["agent-1"], target: P["server"], port: 51820, proto: "udp", expect: "open" },
+      { source: P["server"], target: P["agent-1"], port: 10250, proto: "tcp", expect: "open" },
+      { source: P["stranger"], target: P["agent-1"], port: 8080, proto: "tcp", expect: "open" },
+      { source: P["stranger"], target: P["agent-1"], port: 8081, proto: "tcp", expect: "blocked" },
+      { source: admin, target: P["server"], port: 6443, proto: "tcp", expect: "open" },
+    ]);
+    expect(surprises(results)).toEqual([]);
+  });
+
+  test("SSH from the admin network is rate-limited: a burst of new connections is cut off", async () => {
+    await quietSsh();
+    const answered: boolean[] = [];
+    for (let i = 0; i < 8; i++) answered.push(await sshBanner(admin, agent1.address));
+    // ufw's limit: five new connections within 30 seconds pass, the sixth and later are refused.
+    expect(answered).toEqual([true, true, true, true, true, false, false, false]);
+  });
+});
