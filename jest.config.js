@@ -7,5 +7,7 @@ module.exports = {
   moduleFileExtensions: ["ts", "js", "json"],
   transform: { "^.+\\.ts$": ["ts-jest", { tsconfig: "tsconfig.dev.json", diagnostics: { warnOnly: false } }] },
   setupFilesAfterEnv: ["<rootDir>/test/setup.ts"],
+  globalSetup: "<rootDir>/test/global-setup.js",
+  globalTeardown: "<rootDir>/test/global-teardown.js",
   testTimeout: 60000,
 };
