@@ -19,6 +19,9 @@ function cluster(agents = 2, extra: Partial<FirewallCluster> = {}): FirewallClus
       ...Array.from({ length: agents }, (_, i) => ({ name: `agent-${i}`, role: "agent" as const, address: `203.0.113.${11 + i}` })),
     ],
     adminCidrs: [ADMIN],
+    // The rate-limited SSH rule is the harder case for the converge step (ufw stores and prints
+    // `limit` rules differently), so these tests opt in to it.
+    rateLimitSsh: true,
     ...extra,
   };
 }
