@@ -42,8 +42,8 @@ describe("K3sServer", () => {
       "cluster-cidr": "10.42.0.0/16",
       "service-cidr": "10.43.0.0/16",
     });
-    expect(config.token).toMatch(/^\$\{random_password\.server_server-token_\w+\.result\}$/);
-    expect(config["agent-token"]).toMatch(/^\$\{random_password\.server_agent-token_\w+\.result\}$/);
+    expect(config.token).toMatch(/^\$\{jsonencode\(random_password\.server_server-token_\w+\.result\)\}$/);
+    expect(config["agent-token"]).toMatch(/^\$\{jsonencode\(random_password\.server_agent-token_\w+\.result\)\}$/);
     expect(config).not.toHaveProperty("node-external-ip");
   });
 

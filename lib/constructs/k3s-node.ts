@@ -3,7 +3,7 @@
  * put K3s on it — a membership record that carries destroy-time cleanup, and an install step
  * that re-runs only when this node's K3s version or configuration changes.
  */
-import { dependable, ITerraformDependable, TerraformStack } from "cdktf";
+import { dependable, Fn, ITerraformDependable, TerraformStack } from "cdktf";
 import { Construct } from "constructs";
 import { connectionDescription, createTimeConnection } from "../host/connection";
 import { Host, REQUIRE_HOST_KEYS_CONTEXT } from "../host/host";
@@ -190,7 +190,8 @@ export abstract class K3sNode extends Construct {
     // is removed in two deploys: first with count = 0 (cleanup runs), then without the construct.
     if (this.decommissioned) this._membership.count = 0;
 
-    const configYaml = renderK3sConfig(config);
+    // Values only Terraform knows are encoded by Terraform: YAML-safe whatever they hold.
+    const configYaml = renderK3sConfig(config, (value) => Fn.jsonencode(value));
     const script = renderInstallScript(settings);
     this._installStep = new TerraformData(this, "install", {
       // A digest only: the config holds tokens, and triggers are stored in state in clear.
