@@ -7,7 +7,7 @@
  *   flock /tmp/cdktf-lab.lock npx jest test/host-keys-terraform.test.ts
  */
 import { spawnSync } from "child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "fs";
+import { mkdtempSync, readFileSync, rmSync } from "fs";
 import { tmpdir } from "os";
 import { join } from "path";
 import { App, TerraformStack } from "cdktf";
@@ -15,6 +15,7 @@ import { Host } from "../lib";
 import { connectionDescription, createTimeConnection, destroyTimeConnection } from "../lib/host/connection";
 import { TerraformData } from "../lib/constructs/internal";
 import { createLab, Lab } from "./harness/lab";
+import { synthesizeIn, TerraformCli, terraformBinary } from "./harness/terraform-cli";
 
 jest.setTimeout(600000);
 
@@ -24,8 +25,7 @@ let work: string;
 let wrongKey: string;
 
 beforeAll(async () => {
-  const v = spawnSync("terraform", ["version"], { encoding: "utf8" });
-  if (v.status !== 0) throw new Error("these tests run the real `terraform` binary, which is not on PATH");
+  terraformBinary(); // a clear error when terraform is missing
   lab = await createLab({
     hosts: [
       { name: "jump", address: "203.0.113.40" },
@@ -46,19 +46,13 @@ afterAll(async () => {
 /** `out` with Terraform's line wrapping of diagnostics undone (runs of whitespace become one space). */
 interface TfRun { code: number; out: string; seconds: number }
 
-function terraform(dir: string, args: string[]): TfRun {
-  const t0 = Date.now();
-  const cli = join(work, "empty.tfrc");
-  writeFileSync(cli, "");
-  const r = spawnSync("terraform", [...args, "-no-color"], {
-    cwd: dir, encoding: "utf8", timeout: 300000,
-    env: { PATH: process.env.PATH!, HOME: work, TF_CLI_CONFIG_FILE: cli, TF_IN_AUTOMATION: "1", SSH_AUTH_SOCK: "" },
-  });
-  return { code: r.status ?? -1, out: `${r.stdout}\n${r.stderr}`.replace(/\s+/g, " "), seconds: (Date.now() - t0) / 1000 };
+async function terraform(tf: TerraformCli, args: string[]): Promise<TfRun> {
+  const r = await tf.run([...args, "-no-color"], {}, [0, 1, 2]);
+  return { code: r.code, out: `${r.stdout}\n${r.stderr}`.replace(/\s+/g, " "), seconds: r.durationMs / 1000 };
 }
 
 /** Synthesize a stack whose resources connect to `host` the way K3sNode does, and `terraform init` it. */
-function stackFor(name: string, host: Host, raw?: Record<string, unknown>): string {
+async function stackFor(name: string, host: Host, raw?: Record<string, unknown>): Promise<TerraformCli> {
   const outdir = join(work, name);
   const app = new App({ outdir });
   const stack = new TerraformStack(app, name);
@@ -69,32 +63,31 @@ function stackFor(name: string, host: Host, raw?: Record<string, unknown>): stri
   // As K3sNode's membership record: a destroy-time step whose connection comes from state alone.
   const leave = new TerraformData(stack, "leave", { input: connectionDescription(host) });
   leave.addOverride("provisioner", [{ "remote-exec": { when: "destroy", inline: ["echo \"left $(hostname)\""], connection: destroyTimeConnection(host) } }]);
-  app.synth();
-  const dir = join(outdir, "stacks", name);
-  const init = terraform(dir, ["init", "-input=false"]);
-  if (init.code !== 0) throw new Error(`terraform init failed: ${init.out}`);
-  return dir;
+  synthesizeIn(work, () => app.synth());
+  const tf = new TerraformCli(join(outdir, "stacks", name));
+  await tf.init();
+  return tf;
 }
 
 const ssh = () => ({ privateKeyPath: lab.privateKeyPath, timeout: `${TIMEOUT_S}s` });
 
 describe("host keys on real Terraform", () => {
-  test("a pinned key, direct: apply reaches the node, destroy runs its cleanup", () => {
+  test("a pinned key, direct: apply reaches the node, destroy runs its cleanup", async () => {
     const d = lab.host("direct");
-    const dir = stackFor("direct-ok", { address: d.address, ssh: { ...ssh(), hostKey: d.hostKey } });
-    const apply = terraform(dir, ["apply", "-auto-approve", "-input=false"]);
+    const dir = await stackFor("direct-ok", { address: d.address, ssh: { ...ssh(), hostKey: d.hostKey } });
+    const apply = await terraform(dir, ["apply", "-auto-approve", "-input=false"]);
     expect(apply.out).toContain("reached direct");
     expect(apply.out).toContain("Checking Host Key: true");
     expect(apply.code).toBe(0);
-    const destroy = terraform(dir, ["destroy", "-auto-approve", "-input=false"]);
+    const destroy = await terraform(dir, ["destroy", "-auto-approve", "-input=false"]);
     expect(destroy.out).toContain("left direct");
     expect(destroy.code).toBe(0);
   });
 
-  test("a wrong key, direct: fails within ssh.timeout, naming the host and the mismatch", () => {
+  test("a wrong key, direct: fails within ssh.timeout, naming the host and the mismatch", async () => {
     const d = lab.host("direct");
-    const dir = stackFor("direct-wrong", { address: d.address, ssh: { ...ssh(), hostKey: wrongKey } });
-    const apply = terraform(dir, ["apply", "-auto-approve", "-input=false"]);
+    const dir = await stackFor("direct-wrong", { address: d.address, ssh: { ...ssh(), hostKey: wrongKey } });
+    const apply = await terraform(dir, ["apply", "-auto-approve", "-input=false"]);
     expect(apply.code).not.toBe(0);
     expect(apply.out).not.toContain("reached direct");
     expect(apply.out).toMatch(new RegExp(`timeout - last error: SSH authentication failed \\(root@${d.address.replace(/\./g, "\\.")}:22\\): ssh: handshake failed: knownhosts: key mismatch`));
@@ -102,30 +95,30 @@ describe("host keys on real Terraform", () => {
     expect(apply.seconds).toBeLessThan(TIMEOUT_S + 20);
   });
 
-  test("Terraform 1.11.4 checks the bastion against host_key: the plain shape fails (hashicorp/terraform#38318)", () => {
+  test("Terraform 1.11.4 checks the bastion against host_key: the plain shape fails (hashicorp/terraform#38318)", async () => {
     const j = lab.host("jump");
     const i = lab.host("inner");
     const host: Host = { address: i.address, ssh: { ...ssh(), hostKey: i.hostKey, bastion: { host: j.address, hostKey: j.hostKey } } };
     // What a connection block with each key in its own attribute looks like (the library before this change).
     const plain = { ...createTimeConnectionJson(host), host_key: i.hostKey, bastion_host_key: j.hostKey };
-    const dir = stackFor("bastion-plain", host, plain);
-    const apply = terraform(dir, ["apply", "-auto-approve", "-input=false"]);
-    const version = terraform(dir, ["version"]).out;
+    const dir = await stackFor("bastion-plain", host, plain);
+    const apply = await terraform(dir, ["apply", "-auto-approve", "-input=false"]);
+    const version = (await dir.run(["version"])).stdout;
     if (/Terraform v1\.(1[6-9]|[2-9]\d)\./.test(version)) return; // fixed upstream: nothing to show
     expect(apply.code).not.toBe(0);
     expect(apply.out).toContain("Error connecting to bastion: ssh: handshake failed: knownhosts: key mismatch");
   });
 
-  test("both hops pinned through a bastion: apply reaches the node, destroy runs its cleanup", () => {
+  test("both hops pinned through a bastion: apply reaches the node, destroy runs its cleanup", async () => {
     const j = lab.host("jump");
     const i = lab.host("inner");
-    const dir = stackFor("bastion-ok", { address: i.address, ssh: { ...ssh(), hostKey: i.hostKey, bastion: { host: j.address, hostKey: j.hostKey } } });
-    const apply = terraform(dir, ["apply", "-auto-approve", "-input=false"]);
+    const dir = await stackFor("bastion-ok", { address: i.address, ssh: { ...ssh(), hostKey: i.hostKey, bastion: { host: j.address, hostKey: j.hostKey } } });
+    const apply = await terraform(dir, ["apply", "-auto-approve", "-input=false"]);
     expect(apply.out).toContain("reached inner");
     expect(apply.code).toBe(0);
-    const plan = terraform(dir, ["plan", "-detailed-exitcode", "-input=false"]);
+    const plan = await terraform(dir, ["plan", "-detailed-exitcode", "-input=false"]);
     expect(plan.code).toBe(0);
-    const destroy = terraform(dir, ["destroy", "-auto-approve", "-input=false"]);
+    const destroy = await terraform(dir, ["destroy", "-auto-approve", "-input=false"]);
     expect(destroy.out).toContain("left inner");
     expect(destroy.code).toBe(0);
   });
@@ -133,12 +126,12 @@ describe("host keys on real Terraform", () => {
   test.each([
     ["the bastion's", "jump", (j: string, i: string, w: string) => ({ node: i, bastion: w }), "Error connecting to bastion: ssh: handshake failed: knownhosts: key mismatch"],
     ["the node's", "inner", (j: string, i: string, w: string) => ({ node: w, bastion: j }), "SSH authentication failed (root@203.0.113.41:22): ssh: handshake failed: knownhosts: key mismatch"],
-  ])("a wrong key for %s hop fails within ssh.timeout with the mismatch", (_n, _which, keys, message) => {
+  ])("a wrong key for %s hop fails within ssh.timeout with the mismatch", async (_n, _which, keys, message) => {
     const j = lab.host("jump");
     const i = lab.host("inner");
     const k = keys(j.hostKey, i.hostKey, wrongKey);
-    const dir = stackFor(`bastion-wrong-${_which}`, { address: i.address, ssh: { ...ssh(), hostKey: k.node, bastion: { host: j.address, hostKey: k.bastion } } });
-    const apply = terraform(dir, ["apply", "-auto-approve", "-input=false"]);
+    const dir = await stackFor(`bastion-wrong-${_which}`, { address: i.address, ssh: { ...ssh(), hostKey: k.node, bastion: { host: j.address, hostKey: k.bastion } } });
+    const apply = await terraform(dir, ["apply", "-auto-approve", "-input=false"]);
     expect(apply.code).not.toBe(0);
     expect(apply.out).not.toContain("reached inner");
     expect(apply.out).toContain(message);

@@ -158,7 +158,7 @@ describe("K3sServer", () => {
     const file = Object.values(out.resource.local_sensitive_file)[0] as any;
     expect(file.filename).toBe("./kubeconfig.yaml");
     expect(file.file_permission).toBe("0600");
-    expect(file.content).toMatch(/^\$\{sensitive\(jsondecode\(data\.local_command\.server_credentials_\w+\.stdout\)\.kubeconfig\)\}$/);
+    expect(file.content).toMatch(/^\$\{sensitive\(jsondecode\(data\.local_sensitive_file\.server_credentials-secrets_\w+\.content\)\.kubeconfig\)\}$/);
   });
 
   test("exposes sensitive credentials and the CA-pinned agent token", () => {
