@@ -98,6 +98,29 @@ describe("the wrapper", () => {
   }, TIMEOUT);
 });
 
+describe("the wrapper's plan options", () => {
+  test("a saved plan (out) is shown with show -json and applied as planned; targets limit plan and apply", async () => {
+    const tf = stack({
+      terraform: requiredProviders("null"),
+      resource: { null_resource: { a: { triggers: { k: "a" } }, b: { triggers: { k: "b" } } } },
+    });
+    await tf.init();
+    const planned = await tf.plan({ out: "a.tfplan", targets: ["null_resource.a"] });
+    expect(planned.stdout).toContain("Plan: 1 to add");
+    const shown = await tf.showJson("a.tfplan");
+    expect(shown.resource_changes.map((c: any) => [c.address, c.change.actions])).toEqual([["null_resource.a", ["create"]]]);
+    await tf.apply({ planFile: "a.tfplan" });
+    expect((await tf.showJson()).values.root_module.resources.map((r: any) => r.address)).toEqual(["null_resource.a"]);
+    const rest = await tf.plan({ refresh: false, detailedExitcode: true });
+    expect(rest.code).toBe(2);
+    expect(rest.stdout).not.toContain("Refreshing state");
+    expect(rest.stdout).toContain("Plan: 1 to add");
+    await tf.apply({ parallelism: 1 });
+    expect((await tf.plan({ detailedExitcode: true })).code).toBe(0);
+    await tf.destroy();
+  }, TIMEOUT);
+});
+
 describe("random_password", () => {
   const json = {
     terraform: requiredProviders("random"),
