@@ -3,7 +3,7 @@
  * lets in its peers on the ports their roles need, the admin networks on SSH (and the API on
  * servers), and nothing else. The rules are data (rulesFor) before they are shell.
  */
-import { Annotations, ITerraformDependable, TerraformStack } from "cdktf";
+import { Annotations, ITerraformDependable, TerraformLocal, TerraformStack } from "cdktf";
 import { Construct } from "constructs";
 import * as nullResource from "@cdktf/provider-null/lib/resource";
 import { createTimeConnection } from "../host/connection";
@@ -12,7 +12,7 @@ import {
   DEFAULT_KILO_SUBNET, DEFAULT_POD_CIDR, DEFAULT_SERVICE_CIDR, DEFAULT_WIREGUARD_PORT,
   FirewallCluster, FirewallNode, FirewallRule, NodeFirewallRule, nodeRuleSet, NodeRuleSet, Protocol, ruleSetText,
 } from "../render/firewall-rules";
-import { renderFirewallScript } from "../render/ufw-script";
+import { renderConvergeCall, renderConvergeProgram } from "../render/ufw-script";
 import { ensureProvider, fingerprint, terraformLiteral } from "./internal";
 import { K3sNode, NodeRole } from "./k3s-node";
 import { K3sServer } from "./k3s-server";
@@ -112,6 +112,9 @@ export class PeerFirewall extends Construct {
       rateLimitSsh: props.rateLimitSsh ?? false,
     };
 
+    // The converge program is the same on every node: one Terraform local holds it, and each
+    // node's step adds only its rules (compact JSON). Keeps the configuration and plans small.
+    const program = this.nodes.length > 0 ? new TerraformLocal(this, "converge-program", terraformLiteral(renderConvergeProgram())) : undefined;
     for (const n of this.nodes) {
       const set = nodeRuleSet(cluster, n.node.path);
       this.sets.set(n, set);
@@ -120,7 +123,7 @@ export class PeerFirewall extends Construct {
         // K3s settings, so only a change to this node's rules re-runs it.
         triggers: fingerprint(ruleSetText(set)),
         connection: createTimeConnection(n.host),
-        provisioners: [{ type: "remote-exec", inline: [terraformLiteral(renderFirewallScript(set))] }],
+        provisioners: [{ type: "remote-exec", inline: [program!.asString, terraformLiteral(renderConvergeCall(set))] }],
       });
       this.steps.set(n, step);
       // Ordering only: the firewall is up before K3s listens; a firewall change never re-installs.
