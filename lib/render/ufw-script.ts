@@ -139,7 +139,7 @@ export function renderConvergeProgram(): string {
     "  ufw_py=$(command -v python3) || fail \"ufw's Python interpreter was not found (looked at the first line of $ufw_bin, then for python3)\"",
     "fi",
     "CONVERGE_PY=$(cat <<'CDKTF_K3S_KILO_PY'",
-    CONVERGE_PY.replace(/\n+$/, ""),
+    CONVERGE_PY_TEXT().replace(/\n+$/, ""),
     "CDKTF_K3S_KILO_PY",
     ")",
     "",
@@ -162,8 +162,12 @@ export function renderConvergeProgram(): string {
   ].join("\n");
 }
 
-/** The program ufw-converge.py, shipped next to this file. */
-const CONVERGE_PY = readFileSync(join(__dirname, "ufw-converge.py"), "utf8");
+/** The program ufw-converge.py, shipped next to this file (read once, when first rendered). */
+let convergePy: string | undefined;
+function CONVERGE_PY_TEXT(): string {
+  convergePy ??= readFileSync(join(__dirname, "ufw-converge.py"), "utf8");
+  return convergePy;
+}
 
 const SET_DEFAULT_FUNCTION = [
   "# Default policies, changed only when they differ (each change reloads ufw).",
