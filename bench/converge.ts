@@ -5,7 +5,7 @@
  * one peer added. The per-rule path is the baseline (one `ufw` process per rule).
  */
 import { FirewallCluster, nodeRuleSet } from "../lib/render/firewall-rules";
-import { renderBatchedFirewallScript, renderFirewallScript } from "../lib/render/ufw-script";
+import { renderBatchedFirewallScript, renderFirewallScript, sharedSources } from "../lib/render/ufw-script";
 import { createLab } from "../test/harness/lab";
 
 export interface ConvergeTimes { nodes: number; rules: number; batched: Record<Step, number>; perRule: Record<Step, number> }
@@ -25,10 +25,14 @@ export function benchCluster(n: number): FirewallCluster {
 }
 
 export function convergeScripts(n: number, batched: boolean): { rules: number; scripts: Record<Step, string> } {
-  const render = batched ? renderBatchedFirewallScript : renderFirewallScript;
-  const set = nodeRuleSet(benchCluster(n), "agent-0");
-  const bigger = nodeRuleSet(benchCluster(n + 1), "agent-0");
-  return { rules: set.rules.length, scripts: { "fresh": render(set), "no change": render(set), "peer added": render(bigger) } };
+  // As PeerFirewall deploys it: the shared peer list, and this node's rules pointing into it.
+  const render = (c: FirewallCluster) => {
+    const set = nodeRuleSet(c, "agent-0");
+    if (!batched) return renderFirewallScript(set);
+    return renderBatchedFirewallScript(set, sharedSources(c));
+  };
+  const rules = nodeRuleSet(benchCluster(n), "agent-0").rules.length;
+  return { rules, scripts: { "fresh": render(benchCluster(n)), "no change": render(benchCluster(n)), "peer added": render(benchCluster(n + 1)) } };
 }
 
 /** Measure on lab hosts; sizes run one after the other, each on two fresh hosts. */

@@ -18,7 +18,7 @@
  */
 import { spawnSync } from "child_process";
 import { FirewallCluster, nodeRuleSet } from "../lib/render/firewall-rules";
-import { renderBatchedFirewallScript, renderFirewallScript } from "../lib/render/ufw-script";
+import { renderBatchedFirewallScript, renderFirewallScript, sharedSources } from "../lib/render/ufw-script";
 import { createLab, Lab, LabHost } from "./harness/lab";
 
 jest.setTimeout(1_200_000);
@@ -47,7 +47,8 @@ function cluster(n: number, adminCidrs = [ADMIN]): FirewallCluster {
 type Path = "batched" | "per-rule";
 function script(path: Path, c: FirewallCluster): string {
   const set = nodeRuleSet(c, "agent-0");
-  return path === "batched" ? renderBatchedFirewallScript(set) : renderFirewallScript(set);
+  // As PeerFirewall deploys it: the cluster's shared peer list, and this node's rules pointing into it.
+  return path === "batched" ? renderBatchedFirewallScript(set, sharedSources(c)) : renderFirewallScript(set);
 }
 
 /** Everything ufw holds, as text: what must be equal on both hosts after each step. */

@@ -47,6 +47,9 @@ describe("PeerFirewall", () => {
       expect(p.inline[1]).toMatch(/^# the rules of node cluster\/(server|agent-\d)\nconverge_firewall <<'CDKTF_K3S_KILO_RULES'\n\{"sources":/);
       const data = JSON.parse(p.inline[1].split("\n")[2]);
       expect(data.rules[0]).toEqual(["allow", "proto", "tcp", "from", ADMIN, "to", "any", "port", "22"]);
+      // The peers: the cluster's shared address list without this node's own address.
+      const self = name === "server" ? 0 : 1 + Number(name.slice(-1));
+      expect(data.sources[0]).toEqual({ shared: [self] });
     }
     // The program is emitted once for all nodes.
     const locals = Object.values((out as any).locals ?? {}) as string[];
@@ -54,6 +57,7 @@ describe("PeerFirewall", () => {
     expect(locals[0]).toMatch(/^#!\/bin\/sh\n# cdktf-k3s-kilo: converge the host firewall/);
     expect(locals[0]).toContain("ufw --force enable");
     expect(locals[0]).toContain("import ufw.frontend");
+    expect(locals[0]).toContain(`FIREWALL_SHARED_SOURCES=$(cat <<'CDKTF_K3S_KILO_SOURCES'\n["203.0.113.10","203.0.113.11","203.0.113.12"]\n`);
     // Shell `${...}` is escaped for Terraform.
     expect(locals[0]).toContain('"$${ufw_py:-/nonexistent}"');
     expect(locals[0]).not.toMatch(/[^$]\$\{ufw_py/);

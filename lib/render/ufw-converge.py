@@ -6,13 +6,15 @@
 # once, with `iptables-restore -n` / `ip6tables-restore -n` of the user chains (the same files ufw
 # itself restores on a reload), instead of one ufw process per rule.
 #
-# argv[1]: path of the ufw script. stdin: the node's rules as JSON:
-#   {"sources": [[address, ...], ...], "rules": [[word, ...], ...]}
+# argv[1]: path of the ufw script; argv[2]: the source list shared by the cluster's nodes (JSON).
+# stdin: the node's rules as JSON:
+#   {"sources": [[address, ...] or {"shared": [index, ...]}, ...], "rules": [[word, ...], ...]}
 # where a rule's word may be an integer n: the rule is repeated once for every address of
-# sources[n], in order. Each rule carries the comment `cdktf-k3s-kilo:<16 hex>`, the sha256 of its
-# words joined by spaces (the per-rule path computes the same tag). Rules whose comment starts with
-# our prefix and whose tag is no longer wanted are deleted; every other rule is the operator's and
-# is never modified or deleted.
+# sources[n], in order; {"shared": [...]} is the shared list without the entries at those indices.
+# Each rule carries the comment `cdktf-k3s-kilo:<16 hex>`, the sha256 of its words joined by
+# spaces (the per-rule path computes the same tag). Rules whose comment starts with our prefix and
+# whose tag is no longer wanted are deleted; every other rule is the operator's and is never
+# modified or deleted.
 #
 # ufw layout this depends on (read in ufw 0.36.2's backend_iptables.py, tested with it): the
 # backend's `rules`/`rules6` lists, `_write_rules(v6)` and the iptables-restore files it writes
@@ -50,10 +52,16 @@ def ufw_version(path):
     return m.group(1) if m else None
 
 
-def wanted_rules(data):
+def wanted_rules(data, shared):
     """The node's rules, in order, as (words, tag)."""
     out = []
-    sources = data.get("sources", [])
+    # A source list {"shared": [i, ...]} is the shared list without those indices.
+    sources = []
+    for s in data.get("sources", []):
+        if isinstance(s, dict):
+            skip = set(s["shared"])
+            s = [w for k, w in enumerate(shared) if k not in skip]
+        sources.append(s)
     for entry in data.get("rules", []):
         lists = [w for w in entry if isinstance(w, int)]
         if not lists:
@@ -93,7 +101,7 @@ def main():
         fail("cannot load ufw's Python modules (%s); nothing was changed" % e)
 
     data = json.load(sys.stdin)
-    wanted = wanted_rules(data)
+    wanted = wanted_rules(data, json.loads(sys.argv[2]) if len(sys.argv) > 2 else [])
     wanted_tags = set(tag for _, tag in wanted)
 
     lock = ufw.util.create_lock(lockfile="/run/ufw.lock")

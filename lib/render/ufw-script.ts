@@ -11,7 +11,7 @@ import { readFileSync } from "fs";
 import { join } from "path";
 import { Fn, Token } from "cdktf";
 import { scriptHeader, shq } from "./shell";
-import { FIREWALL_DEFAULTS, NodeRuleSet, ruleWords, TAG_PREFIX } from "./firewall-rules";
+import { FIREWALL_DEFAULTS, FirewallCluster, NodeRuleSet, ruleWords, TAG_PREFIX } from "./firewall-rules";
 
 /** ufw's policy words for iptables targets, as written in /etc/default/ufw. */
 const POLICY_TARGET: Record<string, string> = { deny: "DROP", allow: "ACCEPT", reject: "REJECT" };
@@ -148,7 +148,7 @@ export function renderConvergeProgram(): string {
     "converge_firewall() {",
     "  changes=0",
     "  # The program reports its own errors (with the rule or the file at fault) and changes nothing then.",
-    "  \"$ufw_py\" -c \"$CONVERGE_PY\" \"$ufw_bin\" || exit 1",
+    "  \"$ufw_py\" -c \"$CONVERGE_PY\" \"$ufw_bin\" \"${FIREWALL_SHARED_SOURCES:-[]}\" || exit 1",
     ...DEFAULTS_BODY(),
     "  if ! grep -q '^ENABLED=yes' /etc/ufw/ufw.conf; then",
     "    ufw --force enable >/dev/null || fail \"could not enable ufw\"",
@@ -201,7 +201,7 @@ function jsonWord(word: string): string {
  * their source become one entry whose source is an index into `sources`, and a node's identical
  * source lists (its peers' addresses, for WireGuard, kubelet and the API) are written once.
  */
-export function renderRuleData(set: NodeRuleSet): string {
+export function renderRuleData(set: NodeRuleSet, shared: string[] = []): string {
   const words = set.rules.map(ruleWords);
   const sources: string[][] = [];
   const sourceIndex = new Map<string, number>();
@@ -231,7 +231,48 @@ export function renderRuleData(set: NodeRuleSet): string {
     }
     i = j;
   }
-  return `{"sources":[${sources.map((l) => `[${l.map(jsonWord).join(",")}]`).join(",")}],"rules":[${entries.join(",")}]}`;
+  const sourceText = (l: string[]) => {
+    const except = skippedIndices(shared, l);
+    return except !== undefined ? `{"shared":[${except.join(",")}]}` : `[${l.map(jsonWord).join(",")}]`;
+  };
+  return `{"sources":[${sources.map(sourceText).join(",")}],"rules":[${entries.join(",")}]}`;
+}
+
+/**
+ * When `list` is `shared` with a few entries left out (a node's peers: every node but itself),
+ * the indices left out; otherwise undefined. Lets every node's data point into one list.
+ */
+function skippedIndices(shared: string[], list: string[]): number[] | undefined {
+  if (shared.length === 0 || list.length < 2) return undefined;
+  const skipped: number[] = [];
+  let j = 0;
+  for (let i = 0; i < shared.length; i++) {
+    if (j < list.length && shared[i] === list[j]) j++;
+    else skipped.push(i);
+  }
+  return j === list.length && skipped.length <= list.length ? skipped : undefined;
+}
+
+/**
+ * The source list the nodes' data can point into (see renderRuleData): every node's addresses, in
+ * the cluster's order, so a node's peers are this list without its own.
+ */
+export function sharedSources(cluster: FirewallCluster): string[] {
+  return [...new Set(cluster.nodes.flatMap((n) => (n.privateAddress !== undefined ? [n.address, n.privateAddress] : [n.address])))];
+}
+
+/**
+ * The shared source list as a script line (part of the shared Terraform value): a quoted
+ * here-document the converge program reads.
+ */
+export function renderSharedSources(shared: string[]): string {
+  return [
+    "FIREWALL_SHARED_SOURCES=$(cat <<'CDKTF_K3S_KILO_SOURCES'",
+    `[${shared.map(jsonWord).join(",")}]`,
+    "CDKTF_K3S_KILO_SOURCES",
+    ")",
+    "",
+  ].join("\n");
 }
 
 /**
@@ -239,17 +280,17 @@ export function renderRuleData(set: NodeRuleSet): string {
  * quoted here-document. A value from Terraform is JSON-encoded, so it holds no newline and cannot
  * end the here-document or reach the shell.
  */
-export function renderConvergeCall(set: NodeRuleSet): string {
+export function renderConvergeCall(set: NodeRuleSet, shared: string[] = []): string {
   return [
     `# the rules of node ${set.node.replace(/[^A-Za-z0-9_./-]/g, "?")}`,
     "converge_firewall <<'CDKTF_K3S_KILO_RULES'",
-    renderRuleData(set),
+    renderRuleData(set, shared),
     "CDKTF_K3S_KILO_RULES",
     "",
   ].join("\n");
 }
 
 /** The whole batched script of one node (what Terraform runs: the shared program, then the call). */
-export function renderBatchedFirewallScript(set: NodeRuleSet): string {
-  return renderConvergeProgram() + "\n" + renderConvergeCall(set);
+export function renderBatchedFirewallScript(set: NodeRuleSet, shared: string[] = []): string {
+  return renderConvergeProgram() + "\n" + (shared.length ? renderSharedSources(shared) + "\n" : "") + renderConvergeCall(set, shared);
 }
