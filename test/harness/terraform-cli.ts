@@ -16,7 +16,7 @@
  * environment, never on the command line (they may be secrets).
  */
 import { spawn } from "child_process";
-import { accessSync, constants, readFileSync } from "fs";
+import { accessSync, constants, existsSync, readFileSync } from "fs";
 import { delimiter, join, relative, resolve, isAbsolute } from "path";
 import { terraformEnv } from "./terraform-env";
 
@@ -128,7 +128,8 @@ export class TerraformCli {
 
   /** The local backend's state file as synthesized (absolute), or undefined for another backend. */
   get statePath(): string | undefined {
-    const json = JSON.parse(readFileSync(join(this.stackDir, "cdk.tf.json"), "utf8"));
+    const file = join(this.stackDir, "cdk.tf.json");
+    const json = existsSync(file) ? JSON.parse(readFileSync(file, "utf8")) : undefined;
     const path = json?.terraform?.backend?.local?.path;
     if (typeof path !== "string") return json?.terraform?.backend ? undefined : resolve(this.stackDir, "terraform.tfstate");
     return isAbsolute(path) ? path : resolve(this.stackDir, path);
