@@ -4,9 +4,9 @@
 import { createHash } from "crypto";
 import { Fn, TerraformProvider, TerraformResource, TerraformStack, ITerraformDependable, TerraformResourceLifecycle } from "cdktf";
 import { Construct, IConstruct } from "constructs";
-import { provider as localProvider } from "@cdktf/provider-local";
-import { provider as nullProvider } from "@cdktf/provider-null";
-import { provider as randomProvider } from "@cdktf/provider-random";
+import * as localProvider from "@cdktf/provider-local/lib/provider";
+import * as nullProvider from "@cdktf/provider-null/lib/provider";
+import * as randomProvider from "@cdktf/provider-random/lib/provider";
 
 export interface TerraformDataConfig {
   readonly triggersReplace?: unknown;

@@ -4,8 +4,9 @@
  */
 import { Fn, Token } from "cdktf";
 import { Construct } from "constructs";
-import { dataLocalCommand, sensitiveFile } from "@cdktf/provider-local";
-import { password } from "@cdktf/provider-random";
+import * as dataLocalCommand from "@cdktf/provider-local/lib/data-local-command";
+import * as sensitiveFile from "@cdktf/provider-local/lib/sensitive-file";
+import * as password from "@cdktf/provider-random/lib/password";
 import { connectionDescription, destroyTimeConnection } from "../host/connection";
 import * as v from "../host/validate";
 import { serverConfig } from "../render/k3s-config";

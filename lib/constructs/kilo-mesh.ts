@@ -8,7 +8,9 @@
  */
 import { Annotations, Fn, ITerraformDependable, TerraformStack, Token } from "cdktf";
 import { Construct } from "constructs";
-import { annotations, manifest, provider as k8sProvider } from "@cdktf/provider-kubernetes";
+import * as annotations from "@cdktf/provider-kubernetes/lib/annotations";
+import * as manifest from "@cdktf/provider-kubernetes/lib/manifest";
+import * as k8sProvider from "@cdktf/provider-kubernetes/lib/provider";
 import * as ipaddr from "ipaddr.js";
 import * as v from "../host/validate";
 import {

@@ -5,7 +5,7 @@
  */
 import { Annotations, ITerraformDependable, TerraformStack } from "cdktf";
 import { Construct } from "constructs";
-import { resource as nullResource } from "@cdktf/provider-null";
+import * as nullResource from "@cdktf/provider-null/lib/resource";
 import { createTimeConnection } from "../host/connection";
 import * as v from "../host/validate";
 import {
