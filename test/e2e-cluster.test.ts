@@ -24,7 +24,7 @@ import { leaks, startCmdlineSampler, CmdlineSampler } from "./harness/cmdline-sa
 import { createLab, Lab, LabHost, LAYERS_DIR, PASSWORD_SUDO_USER, sshdAccepted } from "./harness/lab";
 import { localHost, ProbeCase, ProbeHost, runMatrix, surprises } from "./harness/probe";
 import { serveStandIn, STAND_IN_INSTALLER_URL, standInCounts, standInEvents, standInInstallEnvironments, standInServicePids } from "./harness/stand-in";
-import { synthesizeIn, TerraformCli, TfResult } from "./harness/terraform-cli";
+import { synthesizeIn, terraformBinary, TerraformCli, TfResult } from "./harness/terraform-cli";
 import { applyJson, destroyJson, JsonRun, JsonRunOptions, stackAddresses, stateResources } from "./harness/terraform-json";
 
 jest.setTimeout(600000);
@@ -181,12 +181,13 @@ describeReal("the cluster's first stack on real hosts with real Terraform (K3s a
   let admin: ProbeHost;
 
   beforeAll(async () => {
+    // First, before any host exists: throws "the tests need the terraform binary …" without it.
+    terraformBinary();
     sampler = startCmdlineSampler(40);
     lab = await createLab({ hosts: HOSTS });
     serveStandIn(lab);
     admin = localHost("admin", lab.adminAddress);
     clusterStack(["agent-a", "agent-b"]);
-    // Throws "the tests need the terraform binary …" when terraform is not on PATH.
     tf = new TerraformCli(stackDir());
     tfRuns.push(await tf.init());
   });

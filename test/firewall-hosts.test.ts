@@ -21,7 +21,7 @@ import { App, TerraformStack } from "cdktf";
 import { K3sAgent, K3sServer, PeerFirewall } from "../lib";
 import { createLab, Lab, LabHost } from "./harness/lab";
 import { labHost, localHost, netnsHost, ProbeCase, ProbeHost, runMatrix, sshBanner, surprises } from "./harness/probe";
-import { synthesizeIn, TerraformCli } from "./harness/terraform-cli";
+import { synthesizeIn, terraformBinary, TerraformCli } from "./harness/terraform-cli";
 import { applyJson, JsonRun, stackAddresses } from "./harness/terraform-json";
 
 jest.setTimeout(600000);
@@ -148,6 +148,8 @@ function kiloMatrix(): ProbeCase[] {
 
 describeReal("PeerFirewall on real hosts", () => {
   beforeAll(async () => {
+    // First, before any host exists: throws "the tests need the terraform binary …" without it.
+    terraformBinary();
     lab = await createLab({
       hosts: [
         { name: "server", address: `${NET}.10` },
@@ -160,7 +162,6 @@ describeReal("PeerFirewall on real hosts", () => {
     for (const h of lab.hosts) P[h.name] = labHost(h);
     admin = localHost("admin", lab.adminAddress);
     firewallStack([agent1, agent2]);
-    // Throws "the tests need the terraform binary …" when terraform is not on PATH.
     tf = new TerraformCli(stackDir());
     await tf.init();
 
