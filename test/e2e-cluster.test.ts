@@ -75,12 +75,6 @@ interface StackOptions {
   /** Agents deployed with `decommission: true`. */
   decommission?: string[];
   serverVersion?: string;
-  /**
-   * Pin host keys on the bastion route too (agent-b). Off by default: Terraform before the fix in
-   * hashicorp/terraform#38318 checks the bastion against the target's `host_key`, so a pinned key
-   * through a bastion cannot connect on this machine's 1.11.4. The host-key tests own that case.
-   */
-  pinThroughBastion?: boolean;
 }
 
 /**
@@ -91,10 +85,11 @@ interface StackOptions {
 function clusterStack(agents: string[], opts: StackOptions = {}): Built {
   const app = new App({ outdir: join(lab.dir, "cdktf.out") }); // inside the lab: removed with it
   const stack = new TerraformStack(app, "cluster");
-  const ssh = (x: LabHost, pin = true) => ({
+  // Every host key pinned, both hops for agent-b (behind the server as its bastion).
+  const ssh = (x: LabHost) => ({
     user: opts.sshUser?.[x.name] ?? x.sshUser,
     privateKeyPath: lab.privateKeyPath,
-    hostKey: pin ? x.hostKey : undefined,
+    hostKey: x.hostKey,
     timeout: opts.timeout?.[x.name] ?? "20s",
   });
   const install = { scriptUrl: STAND_IN_INSTALLER_URL, readyTimeoutSeconds: 30 };
@@ -107,12 +102,10 @@ function clusterStack(agents: string[], opts: StackOptions = {}): Built {
   const nodes: K3sNode[] = [server];
   for (const name of agents) {
     const x = h(name);
-    const viaBastion = name === "agent-b";
-    const pin = !viaBastion || opts.pinThroughBastion === true;
-    const bastion = viaBastion ? { host: h("server").address, hostKey: pin ? h("server").hostKey : undefined } : undefined;
+    const bastion = name === "agent-b" ? { host: h("server").address, hostKey: h("server").hostKey } : undefined;
     nodes.push(new K3sAgent(stack, name, {
       server, install, drainTimeoutSeconds: 20, decommission: opts.decommission?.includes(name),
-      host: { address: x.address, ssh: { ...ssh(x, pin), bastion } },
+      host: { address: x.address, ssh: { ...ssh(x), bastion } },
     }));
   }
   // rateLimitSsh: false — with ufw `limit` on SSH from the admin network, a deploy's own connections
