@@ -347,8 +347,8 @@ export class KiloMesh extends Construct {
     if (props.wireguardGoImage !== undefined && !props.userspaceWireguard) {
       err("wireguardGoImage", "only used with userspaceWireguard: true; set that too, or remove wireguardGoImage");
     }
-    if (props.image !== undefined) err("image", checkImage(props.image));
-    if (props.wireguardGoImage !== undefined) err("wireguardGoImage", checkImage(props.wireguardGoImage));
+    if (props.image !== undefined) err("image", v.checkImage(props.image));
+    if (props.wireguardGoImage !== undefined) err("wireguardGoImage", v.checkImage(props.wireguardGoImage));
     for (const arg of props.extraArgs ?? []) {
       if (v.isToken(arg)) continue;
       if (!arg.startsWith("--")) { err("extraArgs", `"${arg}" is not a flag; write kg flags as --name=value`); continue; }
@@ -357,18 +357,6 @@ export class KiloMesh extends Construct {
     }
     return errors;
   }
-}
-
-/** An image reference that pins a version (a tag other than latest, or a digest). */
-function checkImage(image: string): string | undefined {
-  if (v.isToken(image)) return undefined;
-  if (image === "" || /\s/.test(image)) return `"${image}" is not an image reference such as registry/repository:tag`;
-  const name = image.slice(image.lastIndexOf("/") + 1);
-  const tag = name.includes(":") ? name.slice(name.indexOf(":") + 1).split("@")[0] : undefined;
-  if (!image.includes("@sha256:") && (tag === undefined || tag === "" || tag === "latest")) {
-    return `"${image}" does not pin a version; name a release tag or a digest (nothing floats)`;
-  }
-  return undefined;
 }
 
 /** A readable construct id for a node's annotations: its path below its stack. */
