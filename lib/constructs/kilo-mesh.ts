@@ -22,6 +22,7 @@ import { KILO_IMAGE, WIREGUARD_GO_IMAGE } from "../versions";
 import { K3sAgent } from "./k3s-agent";
 import { K3sNode } from "./k3s-node";
 import { K3sServer } from "./k3s-server";
+import { PeerFirewall } from "./peer-firewall";
 
 /** How Kilo lays out the WireGuard mesh. */
 export enum MeshGranularity {
@@ -191,6 +192,16 @@ export class KiloMesh extends Construct {
     this.wireguardPort = props.wireguardPort ?? 51820;
     this.wireguardSubnet = props.wireguardSubnet ?? "10.4.0.0/16";
     this.node.addValidation({ validate: () => this.validateMesh(props) });
+    const listen = props.metricsListen;
+    if (listen !== undefined && !v.isToken(listen)) {
+      const host = (/^(.*):(\d+)$/.exec(listen)?.[1] ?? "").replace(/^\[(.*)\]$/, "$1");
+      const loopback = host === "localhost" || (!v.checkIp(host) && ipaddr.parse(host).range() === "loopback");
+      if (!loopback) {
+        const where = host === "" || host === "0.0.0.0" || host === "::" ? "every address of every node, public ones included" : `${host}`;
+        Annotations.of(this).addWarning(`KiloMesh "${this.node.path}": metricsListen: "${listen}" serves kg's metrics, pprof and mesh graph on ${where}. ` +
+          "PeerFirewall opens no port for it, but anything that reaches that address (pods, mesh peers, a shared private network) can read them; keep it on 127.0.0.1 unless something must scrape it.");
+      }
+    }
     if (this.meshGranularity === MeshGranularity.FULL && (props.leaders ?? []).length > 0) {
       Annotations.of(this).addWarning(`KiloMesh "${this.node.path}": leaders only matter with MeshGranularity.LOCATION; with FULL every node is its own leader`);
     }
@@ -527,6 +538,16 @@ export class KiloPeers extends Construct {
       ["the service network", mesh.server.serviceCidr],
       ["the WireGuard network", mesh.wireguardSubnet],
     ];
+    // Addresses a peer's allowed IPs must not claim: the nodes' own, and the admin networks
+    // (the peer's traffic would then pass as theirs on every firewall).
+    const claimed: Array<[string, string]> = [];
+    for (const n of mesh.nodes) {
+      if (!(n instanceof K3sNode) || !n.host) continue;
+      for (const a of [n.host.address, n.host.privateAddress]) if (a !== undefined && !v.isToken(a) && !v.checkIp(a)) claimed.push([`the address of node ${n.node.path}`, a]);
+    }
+    for (const fw of mesh.server.stack.node.findAll().filter((c): c is PeerFirewall => c instanceof PeerFirewall && c.nodes.includes(mesh.server))) {
+      for (const c of fw.adminCidrs) if (!v.isToken(c) && !v.checkCidr(c)) claimed.push([`the admin network of ${fw.node.path}`, c]);
+    }
     const seen = new Map<string, number>();
     this.peers.forEach((p, i) => {
       const at = `${where}: peers[${i}]${p.name && !v.isToken(p.name) ? ` ("${p.name}")` : ""}`;
@@ -554,6 +575,9 @@ export class KiloPeers extends Construct {
         if (bad) continue;
         for (const [what, net] of reserved) {
           if (cidrsOverlap(cidr, net)) err("allowedIps", `${cidr} overlaps ${what} ${net}; the peer would take over cluster addresses. Use a range outside it, such as 10.5.0.0/24`);
+        }
+        for (const [what, net] of claimed) {
+          if (v.overlaps(cidr, net)) err("allowedIps", `${cidr} overlaps ${what} (${net}); the peer's traffic would pass for it. Use the peer's own mesh range, such as 10.5.0.1/32`);
         }
       }
       const e = p.endpoint;

@@ -205,3 +205,32 @@ export function checkImage(image: string): string | undefined {
   }
   return undefined;
 }
+
+/**
+ * A warning for a source network so wide it is most of the Internet: /0, or shorter than /8
+ * (IPv4) or /32 (IPv6). Undefined for tokens, malformed values and ordinary prefixes.
+ */
+export function wideCidrWarning(value: string): string | undefined {
+  if (isToken(value) || checkCidr(value)) return undefined;
+  const [addr, bits] = ipaddr.parseCIDR(value);
+  if (bits === 0) return `"${value}" is the whole Internet`;
+  const floor = addr.kind() === "ipv4" ? 8 : 32;
+  if (bits < floor) return `"${value}" is a very wide network (/${bits}, more than a /${floor})`;
+  return undefined;
+}
+
+/** Whether a literal address or CIDR lies inside (or overlaps) a literal CIDR; false for tokens or malformed values. */
+export function overlaps(a: string, b: string): boolean {
+  const norm = (x: string) => (x.includes("/") ? x : `${x}/${x.includes(":") ? 128 : 32}`);
+  if (isToken(a) || isToken(b)) return false;
+  let pa: [ipaddr.IPv4 | ipaddr.IPv6, number];
+  let pb: [ipaddr.IPv4 | ipaddr.IPv6, number];
+  try {
+    pa = ipaddr.parseCIDR(norm(a));
+    pb = ipaddr.parseCIDR(norm(b));
+  } catch {
+    return false;
+  }
+  if (pa[0].kind() !== pb[0].kind()) return false;
+  return pa[1] <= pb[1] ? pb[0].match(pa[0], pa[1]) : pa[0].match(pb[0], pb[1]);
+}
