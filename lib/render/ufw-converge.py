@@ -287,7 +287,8 @@ def main():
                 res = subprocess.run([exe, "-n"], input=text, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
                 if res.returncode != 0:
                     fail("%s -n failed: %s" % (exe, res.stdout.decode(errors="replace").strip()))
-        log("rules converged (%d added, %d deleted)" % (len(added), len(deleted)))
+        # The last line is for the calling script: how many rules changed.
+        sys.stdout.write("%d\n" % (len(added) + len(deleted)))
     finally:
         ufw.util.release_lock(lock)
 
