@@ -160,6 +160,12 @@ describe("the admin credentials on real Terraform and a real host", () => {
     for (const s of needles) expect(human.stdout).not.toContain(s);
   });
 
+  test("the local backend's state file gets the umask's mode (0644 under the common 022)", () => {
+    const state = tf.statePath!;
+    expect(readFileSync(state, "utf8")).toContain("random_password");
+    expect(statSync(state).mode & 0o777).toBe(0o666 & ~process.umask());
+  });
+
   test("the secrets file is 0600 in a 0700 directory under Terraform's working directory", () => {
     const dir = join(stackDir, ".cdktf-k3s-kilo-secrets");
     expect(statSync(dir).mode & 0o777).toBe(0o700);
