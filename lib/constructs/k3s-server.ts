@@ -11,6 +11,7 @@ import * as v from "../host/validate";
 import { serverConfig } from "../render/k3s-config";
 import { renderUninstallScript } from "../render/uninstall-script";
 import { ensureProvider, terraformLiteral } from "./internal";
+import { duplicateAddresses, requireHost } from "./cluster-checks";
 import { K3sNode, K3sNodeProps, NodeRole } from "./k3s-node";
 import { join } from "path";
 
@@ -91,9 +92,12 @@ export class K3sServer extends K3sNode {
   public readonly clusterName: string;
   /** The address clients and agents reach the API at. */
   public readonly apiAddress: string;
+  /** Agents that join this server, in the order they were created (they register themselves). */
+  private readonly agents: K3sNode[] = [];
 
   constructor(scope: Construct, id: string, props: K3sServerProps) {
     super(scope, id, props, NodeRole.SERVER);
+    requireHost(this, props);
     ensureProvider(this, "random");
     ensureProvider(this, "local");
     this.clusterName = props.clusterName ?? "k3s";
@@ -161,6 +165,19 @@ export class K3sServer extends K3sNode {
     }
   }
 
+  /**
+   * The whole cluster: this server and every agent that joins it, in the order they were created
+   * (decommissioned agents included). PeerFirewall and KiloMesh cover these nodes by default.
+   */
+  public get clusterNodes(): K3sNode[] {
+    return [this, ...this.agents];
+  }
+
+  /** @internal Called by K3sAgent: an agent that joins this server becomes part of its cluster. */
+  public _registerAgent(agent: K3sNode): void {
+    if (!this.agents.includes(agent)) this.agents.push(agent);
+  }
+
   private validateServer(props: K3sServerProps): string[] {
     const errors: string[] = [];
     const err = (field: string, msg: string | undefined) => { if (msg) errors.push(`K3sServer "${this.node.path}": ${field}: ${msg}`); };
@@ -169,6 +186,8 @@ export class K3sServer extends K3sNode {
     if (props.clusterCidr !== undefined) err("clusterCidr", v.checkCidr(props.clusterCidr));
     if (props.serviceCidr !== undefined) err("serviceCidr", v.checkCidr(props.serviceCidr));
     if (props.clusterName !== undefined) err("clusterName", v.checkNodeName(props.clusterName));
+    if (props.host?.address !== undefined) err("host.address", v.checkNodeAddress(props.host.address));
+    errors.push(...duplicateAddresses(this));
     const s = props.host?.ssh;
     if (s && s.privateKeyPath === undefined && s.agent === false) {
       err("host.ssh", "the kubeconfig fetch runs ssh on the deploying machine and needs privateKeyPath or the SSH agent");
