@@ -13,9 +13,9 @@ import { standinProviders, terraformEnv } from "./harness/terraform-env";
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const bcrypt = require("bcryptjs") as { compareSync(s: string, hash: string): boolean };
 
-const version = (type: string) => standinProviders().find((p) => p.type === type)!.version;
+const provider = (type: string) => standinProviders().find((p) => p.type === type)!;
 const requiredProviders = (...types: string[]) => ({
-  required_providers: Object.fromEntries(types.map((t) => [t, { source: `hashicorp/${t}`, version: version(t) }])),
+  required_providers: Object.fromEntries(types.map((t) => [t, { source: `${provider(t).namespace}/${t}`, version: provider(t).version }])),
 });
 
 const dirs: string[] = [];
@@ -44,12 +44,12 @@ const TIMEOUT = 180_000;
 
 describe("installation", () => {
   test("init works offline from the stand-in mirror and writes .terraform.lock.hcl", async () => {
-    const tf = stack({ terraform: requiredProviders("random", "local", "null", "kubernetes") });
+    const tf = stack({ terraform: requiredProviders(...standinProviders().map((p) => p.type)) });
     const r = await tf.init();
-    for (const p of standinProviders()) expect(r.stdout).toContain(`Installed hashicorp/${p.type} v${p.version} (unauthenticated)`);
+    for (const p of standinProviders()) expect(r.stdout).toContain(`Installed ${p.namespace}/${p.type} v${p.version} (unauthenticated)`);
     const lock = readFileSync(join(tf.stackDir, ".terraform.lock.hcl"), "utf8");
     for (const p of standinProviders()) {
-      expect(lock).toMatch(new RegExp(`provider "registry.terraform.io/hashicorp/${p.type}" \\{\\s*version\\s*=\\s*"${p.version.replace(/\./g, "\\.")}"[^}]*h1:`));
+      expect(lock).toMatch(new RegExp(`provider "registry.terraform.io/${p.namespace}/${p.type}" \\{\\s*version\\s*=\\s*"${p.version.replace(/\./g, "\\.")}"[^}]*h1:`));
     }
     // The mirror and its CLI config are the only source: nothing else can be installed.
     expect(readFileSync(terraformEnv().cliConfigFile, "utf8")).not.toMatch(/direct/);
