@@ -12,8 +12,9 @@ import { serverConfig } from "../render/k3s-config";
 import { renderUninstallScript } from "../render/uninstall-script";
 import { ensureProvider, terraformLiteral } from "./internal";
 import { duplicateAddresses, requireHost } from "./cluster-checks";
+import { localPath } from "./local-path";
 import { K3sNode, K3sNodeProps, NodeRole } from "./k3s-node";
-import { join, resolve } from "path";
+import { join } from "path";
 
 /** The program the kubeconfig fetch runs, inside this package. */
 const FETCH_PROGRAM = join(__dirname, "..", "deploy", "fetch-kubeconfig.js");
@@ -222,17 +223,6 @@ export class K3sServer extends K3sNode {
     }
     return errors;
   }
-}
-
-/**
- * A path on the deploying machine: `~` expanded there by Terraform (as privateKeyPath is), a
- * relative path made absolute against the project directory. Terraform runs in the stack's
- * directory under cdktf.out, where a relative path would otherwise land.
- */
-function localPath(path: string): string {
-  if (Token.isUnresolved(path)) return Fn.pathexpand(path);
-  if (path === "~" || path.startsWith("~/")) return Fn.pathexpand(path);
-  return resolve(process.cwd(), path);
 }
 
 function bracketIpv6(address: string): string {
