@@ -138,6 +138,12 @@ describe("the packed package in a new consumer project (README steps, verbatim)"
     const out = join(work, "custom-out");
     synthAndCheck(out);
     expect(existsSync(join(project, "cdktf.out"))).toBe(false);
+    // The command shipped with the package reads the synthesized output.
+    const report = run("npx", ["cdktf-k3s-kilo-report", out], project, NPM_ENV);
+    expect(report).toMatch(/agent-1 +agent +203\.0\.113\.12/);
+    expect(report).toMatch(/mesh: Kilo, full granularity, 3 WireGuard tunnels/);
+    expect(existsSync(join(out, "cluster-report.md"))).toBe(true);
+    expect(existsSync(join(out, "cluster-report.dot"))).toBe(true);
   }, 300_000);
 
   if (process.env.CONSUMER_TEST_NODE22) {

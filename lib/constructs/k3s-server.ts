@@ -175,6 +175,12 @@ export class K3sServer extends K3sNode {
       });
     }
     if (props.outputs === true) this.addOutputs();
+    // The cluster's description for `cdktf-k3s-kilo-report` (under "//", which Terraform ignores),
+    // computed at synth once every agent, firewall and mesh exists. Required lazily: the report
+    // module imports the constructs that import this one.
+    TerraformStack.of(this).addOverride(`//.cdktf-k3s-kilo.${this.node.path.replace(/\./g, "_")}`, Lazy.anyValue({
+      produce: () => require("./cluster-report").embeddedReport(this),
+    }));
   }
 
   /**

@@ -164,6 +164,11 @@ export class PeerFirewall extends Construct {
     return set.rules.map((r) => ({ ...r }));
   }
 
+  /** @internal The cluster as the rules are computed from it (the report command recomputes them). */
+  public get _settings(): FirewallCluster {
+    return this.settings;
+  }
+
   /** The step that converges `node`'s firewall; depend on it to run after the firewall is up. */
   public firewallOf(node: K3sNode): ITerraformDependable {
     const step = this.steps.get(node);

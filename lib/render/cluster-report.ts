@@ -22,7 +22,7 @@
  *   open so peers can reach a node behind NAT.
  */
 import * as ipaddr from "ipaddr.js";
-import { NodeFirewallRule, TrafficDirection } from "./firewall-rules";
+import { FirewallCluster, NodeFirewallRule, nodeRuleSet, TrafficDirection } from "./firewall-rules";
 
 /** A node as the report shows it. Every string is display text (tokens already resolved). */
 export interface ReportNode {
@@ -67,6 +67,27 @@ export interface ClusterReportData {
   readonly mesh?: ReportMesh;
   /** Empty when the app has no PeerFirewall. */
   readonly firewalls: ReportFirewall[];
+}
+
+/** A cluster as a synthesized stack carries it for the report command (see embeddedReport). */
+export interface EmbeddedClusterReport {
+  readonly version: 1;
+  readonly title: string;
+  readonly nodes: ReportNode[];
+  readonly mesh?: ReportMesh;
+  /** The PeerFirewall's inputs (node names are construct paths); rules are recomputed from them. */
+  readonly firewall?: FirewallCluster;
+  /** Construct path → Kubernetes node name, for the firewall's nodes. */
+  readonly nodeNames?: { [path: string]: string };
+}
+
+/** The report data of an embedded cluster: the firewall's rules recomputed with nodeRuleSet, as PeerFirewall does. */
+export function expandEmbeddedReport(e: EmbeddedClusterReport, title?: string): ClusterReportData {
+  const firewalls: ReportFirewall[] = (e.firewall?.nodes ?? []).map((n) => ({
+    node: e.nodeNames?.[n.name] ?? n.name,
+    rules: nodeRuleSet(e.firewall!, n.name).rules,
+  }));
+  return { title: title ?? e.title, nodes: e.nodes, firewalls, ...(e.mesh ? { mesh: e.mesh } : {}) };
 }
 
 /** A group of nodes behind one WireGuard identity. */
