@@ -7,7 +7,7 @@ import { mkdirSync, writeFileSync } from "fs";
 import { join } from "path";
 import { DefaultTokenResolver, StringConcat, TerraformStack, Token, Tokenization } from "cdktf";
 import { IConstruct } from "constructs";
-import { annotations } from "@cdktf/provider-kubernetes";
+import * as annotations from "@cdktf/provider-kubernetes/lib/annotations";
 import { FirewallCluster } from "../render/firewall-rules";
 import {
   ClusterReportData, EmbeddedClusterReport, firewallMatrix, meshTunnels, renderDot, renderMarkdown, renderMermaid, ReportFirewall, ReportNode,

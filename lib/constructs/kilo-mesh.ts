@@ -8,7 +8,9 @@
  */
 import { Annotations, Fn, ITerraformDependable, TerraformStack, Token } from "cdktf";
 import { Construct } from "constructs";
-import { annotations, manifest, provider as k8sProvider } from "@cdktf/provider-kubernetes";
+import * as annotations from "@cdktf/provider-kubernetes/lib/annotations";
+import * as manifest from "@cdktf/provider-kubernetes/lib/manifest";
+import * as k8sProvider from "@cdktf/provider-kubernetes/lib/provider";
 import * as ipaddr from "ipaddr.js";
 import * as v from "../host/validate";
 import {
@@ -438,9 +440,9 @@ export interface KiloPeerOptions {
    */
   readonly persistentKeepaliveSeconds?: number;
   /**
-   * A preshared key (`wg genpsk`) for an extra symmetric layer. Pass it from a sensitive
-   * variable or secret store, not a literal; it is stored in Terraform state and in the Peer
-   * object, which anyone allowed to read Peers can read.
+   * A preshared key (`wg genpsk`) for an extra symmetric layer, as a token from a sensitive
+   * variable or secret store: a literal is refused (it would land in clear in cdk.tf.json). It is
+   * stored in Terraform state and in the Peer object, which anyone allowed to read Peers can read.
    * @default - none
    */
   readonly presharedKey?: string;
@@ -558,7 +560,10 @@ export class KiloPeers extends Construct {
       }
       if (p.publicKey === undefined) err("publicKey", "is required: the peer's `wg pubkey` output");
       else err("publicKey", checkWireguardKey(p.publicKey));
-      if (p.presharedKey !== undefined) err("presharedKey", checkWireguardKey(p.presharedKey));
+      if (p.presharedKey !== undefined) {
+        err("presharedKey", checkWireguardKey(p.presharedKey) ??
+          v.checkNotLiteralSecret(p.presharedKey, "pass it as a token, e.g. a TerraformVariable with sensitive: true or a secret store's data source"));
+      }
       if (!p.allowedIps || (!v.isToken(p.allowedIps) && p.allowedIps.length === 0)) {
         err("allowedIps", "give at least one CIDR, such as 10.5.0.1/32 for a single machine");
       }

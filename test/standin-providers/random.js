@@ -11,7 +11,6 @@
  * resource when changed (`keepers` by RequiresReplaceIfValuesNotNull).
  */
 const { randomInt } = require("crypto");
-const bcrypt = require("bcryptjs");
 const { serve, error, UNKNOWN } = require("./lib/server");
 const { mapRequiresReplaceIfValuesNotNull } = require("./lib/modifiers");
 const { equal } = require("./lib/values");
@@ -104,8 +103,8 @@ serve({
       },
       create(planned) {
         const result = createString(planned);
-        // bcrypt hashes at most 72 bytes (upstream generateHash); DefaultCost is 10.
-        const hash = bcrypt.hashSync(Buffer.from(result).subarray(0, 72).toString(), 10);
+        // bcrypt hashes at most 72 bytes (upstream generateHash); DefaultCost is 10. Loaded only here.
+        const hash = require("bcryptjs").hashSync(Buffer.from(result).subarray(0, 72).toString(), 10);
         return { ...planned, result, bcrypt_hash: hash, id: "none" };
       },
     },

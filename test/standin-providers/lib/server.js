@@ -20,7 +20,7 @@ const { execFileSync } = require("child_process");
 const { tmpdir } = require("os");
 const { join } = require("path");
 const grpc = require("@grpc/grpc-js");
-const protoLoader = require("@grpc/proto-loader");
+const { services } = require("./proto");
 const { UNKNOWN, decodeBlockValue, encodeBlockValue, fromStateJson, containsUnknown, equal } = require("./values");
 
 // Terraform's go-plugin handshake cookie (hashicorp/terraform internal/plugin6/serve.go, MagicCookieValue).
@@ -266,11 +266,7 @@ function serve(def) {
     process.exit(1);
   }
 
-  const load = (/** @type {string} */ f) => grpc.loadPackageDefinition(protoLoader.loadSync(join(__dirname, "..", "proto", f), {
-    keepCase: true, longs: Number, enums: String, defaults: false, oneofs: true,
-  }));
-  /** @type {any} */ const tf = load("tfplugin6.proto");
-  /** @type {any} */ const plugin = load("plugin.proto");
+  const svc = services();
 
   const handlers = makeHandlers(def);
   const server = new grpc.Server();
@@ -286,8 +282,8 @@ function serve(def) {
       });
     };
   }
-  server.addService(tf.tfplugin6.Provider.service, impl);
-  server.addService(plugin.plugin.GRPCController.service, {
+  server.addService(svc["tfplugin6.Provider"], impl);
+  server.addService(svc["plugin.GRPCController"], {
     Shutdown: (/** @type {any} */ _call, /** @type {any} */ cb) => {
       cb(null, {});
       setImmediate(() => server.tryShutdown(() => process.exit(0)));
