@@ -98,7 +98,7 @@ describe("the packed package in a new consumer project (README steps, verbatim)"
   test("npm pack of a fresh clone builds the package: compiled code, .jsii, LICENSE, bundled dependencies; no placeholder URL", () => {
     expect(packLog).toMatch(/prepack/);
     const listing = execFileSync("tar", ["tzf", tarball], { encoding: "utf8" }).split("\n");
-    for (const f of ["package/lib/index.js", "package/lib/index.d.ts", "package/lib/deploy/fetch-kubeconfig.js", "package/.jsii",
+    for (const f of ["package/lib/index.js", "package/lib/index.d.ts", "package/lib/deploy/fetch-kubeconfig.js", "package/lib/render/ufw-converge.py", "package/lib/cli/report.js", "package/.jsii",
       "package/LICENSE", "package/README.md", "package/node_modules/ipaddr.js/package.json", "package/node_modules/yaml/package.json"]) {
       expect(listing).toContain(f);
     }
