@@ -9,7 +9,8 @@
  *
  * The synth runs the `app` command of the README's cdktf.json with CDKTF_OUTDIR set, which is what
  * `cdktf synth --output DIR` does: cdktf-cli itself is ~420 MB and not installed by the steps.
- * Opt-ins: CONSUMER_TEST_CDKTF_CLI=1 also runs `npx --package cdktf-cli@0.21.0 cdktf synth` as the
+ * Opt-ins: CONSUMER_TEST_CDKTN=1 repeats the README's CDK Terrain steps (cdktn aliased as cdktf) and
+ * compares the JSON with cdktf 0.21's; CONSUMER_TEST_CDKTF_CLI=1 also runs `npx --package cdktf-cli@0.21.0 cdktf synth` as the
  * README shows; CONSUMER_TEST_NODE22=/path/to/node (e.g. from `npm install node@22`) repeats the
  * synth on that Node.
  */
@@ -134,9 +135,11 @@ describe("the packed package in a new consumer project (README steps, verbatim)"
     return { cluster, mesh };
   };
 
+  let reference: { cluster: any; mesh: any } | undefined;
+
   test("synthesizes into the directory cdktf passes as CDKTF_OUTDIR (cdktf synth --output)", () => {
     const out = join(work, "custom-out");
-    synthAndCheck(out);
+    reference = synthAndCheck(out);
     expect(existsSync(join(project, "cdktf.out"))).toBe(false);
     // The command shipped with the package reads the synthesized output.
     const report = run("npx", ["cdktf-k3s-kilo-report", out], project, NPM_ENV);
@@ -152,6 +155,35 @@ describe("the packed package in a new consumer project (README steps, verbatim)"
       expect(execFileSync(node, ["--version"], { encoding: "utf8" })).toMatch(/^v22\./);
       synthAndCheck(join(work, "node22-out"), { PATH: `${dirname(node)}:${process.env.PATH}` });
     }, 300_000);
+  }
+
+  if (process.env.CONSUMER_TEST_CDKTN === "1") {
+    // CDK Terrain: cdktn aliased as cdktf (the prebuilt providers peer on cdktf ^0.21, hence --legacy-peer-deps).
+    test("the README's cdktn steps: the same JSON as cdktf 0.21 but for cdktf's version stamp", () => {
+      const dir = join(work, "cdktn");
+      mkdirSync(dir);
+      const shell = step("cdktn");
+      const install = shell.replace(/^(npm install --legacy-peer-deps )cdktf-k3s-kilo /m, `$1${tarball} `);
+      expect(install).not.toBe(shell);
+      run("bash", ["-euo", "pipefail", "-c", install], dir, NPM_ENV, 600_000);
+      const p = join(dir, "my-cluster");
+      expect(JSON.parse(readFileSync(join(p, "node_modules", "cdktf", "package.json"), "utf8")).name).toBe("cdktn");
+      writeFileSync(join(p, "cdktf.json"), step("cdktf.json"));
+      writeFileSync(join(p, "tsconfig.json"), step("tsconfig.json"));
+      writeFileSync(join(p, "main.ts"), whatYouWrite());
+      const out = join(dir, "out");
+      const app = JSON.parse(readFileSync(join(p, "cdktf.json"), "utf8")).app as string;
+      run("bash", ["-euo", "pipefail", "-c", app], p, { ...NPM_ENV, CDKTF_OUTDIR: out });
+      const manifest = JSON.parse(readFileSync(join(out, "manifest.json"), "utf8"));
+      // The project directory differs (the local backend's state path); the version stamp is cdktn's.
+      const normalize = (json: any, project: string) => JSON.parse(JSON.stringify(json).split(project).join("<project>")
+        .replace(/"version":"0\.(21|24)\.\d+"/g, '"version":"<cdktf>"'));
+      expect(readFileSync(join(out, manifest.stacks.cluster.synthesizedStackPath), "utf8")).toMatch(/"version": "0\.24\./);
+      for (const stack of ["cluster", "mesh"] as const) {
+        const json = JSON.parse(readFileSync(join(out, manifest.stacks[stack].synthesizedStackPath), "utf8"));
+        expect(normalize(json, p)).toEqual(normalize(reference![stack], project));
+      }
+    }, 900_000);
   }
 
   if (process.env.CONSUMER_TEST_CDKTF_CLI === "1") {

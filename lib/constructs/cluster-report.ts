@@ -61,7 +61,7 @@ function displayAll<T>(scope: IConstruct, value: T): T {
  * `scope`. Firewall rules are PeerFirewall.rulesFor(node), the lists its ufw scripts are rendered
  * from; keepalives and leaders are read from the node annotations KiloMesh creates.
  */
-export function collectReportData(scope: IConstruct, options: ClusterReportOptions = {}, server?: K3sServer): ClusterReportData {
+export function collectReportData(scope: IConstruct, options: ClusterReportOptions = {}, server?: K3sServer, withRules = true): ClusterReportData {
   const all = scope.node.findAll();
   // With a server: its cluster only (the nodes, the firewalls over them, its mesh).
   const members = server ? new Set<K3sNode>(server.clusterNodes.filter((n) => !n.decommissioned)) : undefined;
@@ -104,7 +104,7 @@ export function collectReportData(scope: IConstruct, options: ClusterReportOptio
 
   const names = new Map(nodes.map((n) => [n, n.nodeName]));
   const fwData: ReportFirewall[] = [];
-  for (const fw of firewalls) {
+  for (const fw of withRules ? firewalls : []) {
     for (const n of fw.nodes) {
       // Addresses in the rules are resolved exactly as the nodes' addresses above, so a rule's
       // source still matches the node it came from.
@@ -133,7 +133,8 @@ export function collectReportData(scope: IConstruct, options: ClusterReportOptio
  * the same function PeerFirewall uses.
  */
 export function embeddedReport(server: K3sServer): EmbeddedClusterReport {
-  const data = collectReportData(server.node.root, { title: `Cluster of ${server.node.path}` }, server);
+  // Without the rules (N² of them): the command recomputes them from the firewall's inputs.
+  const data = collectReportData(server.node.root, { title: `Cluster of ${server.node.path}` }, server, false);
   const fw = server.node.root.node.findAll().find((c): c is PeerFirewall => c instanceof PeerFirewall && c.nodes.includes(server));
   let firewall: FirewallCluster | undefined;
   const nodeNames: { [path: string]: string } = {};
