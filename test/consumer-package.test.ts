@@ -168,6 +168,7 @@ describe("the packed package in a new consumer project (README steps, verbatim)"
       run("bash", ["-euo", "pipefail", "-c", install], dir, NPM_ENV, 600_000);
       const p = join(dir, "my-cluster");
       expect(JSON.parse(readFileSync(join(p, "node_modules", "cdktf", "package.json"), "utf8")).name).toBe("cdktn");
+      expect(JSON.parse(readFileSync(join(p, "node_modules", "constructs", "package.json"), "utf8")).version).toMatch(/^10\.[67]\./);
       writeFileSync(join(p, "cdktf.json"), step("cdktf.json"));
       writeFileSync(join(p, "tsconfig.json"), step("tsconfig.json"));
       writeFileSync(join(p, "main.ts"), whatYouWrite());
