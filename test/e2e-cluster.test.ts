@@ -245,7 +245,7 @@ describeReal("the cluster's first stack on real hosts with real Terraform (K3s a
     expect(yamlValue(s, "token")).toBe(serverToken);
     expect(yamlValue(s, "agent-token")).toBe(agentToken);
     expect(yamlValue(s, "flannel-backend")).toBe("none");
-    expect(s).toMatch(/^disable-network-policy: true$/m);
+    expect(s).not.toMatch(/disable-network-policy/);
     expect(s).toMatch(/^secrets-encryption: true$/m);
     expect(yamlValue(s, "write-kubeconfig-mode")).toBe("0600");
     expect(yamlValue(s, "node-name")).toBe("server");
