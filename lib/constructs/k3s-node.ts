@@ -3,7 +3,7 @@
  * put K3s on it — a membership record that carries destroy-time cleanup, and an install step
  * that re-runs only when this node's K3s version or configuration changes.
  */
-import { dependable, ITerraformDependable, TerraformStack } from "cdktf";
+import { dependable, ITerraformDependable, Lazy, SSHProvisionerConnection, TerraformStack } from "cdktf";
 import { Construct } from "constructs";
 import { connectionDescription, createTimeConnection } from "../host/connection";
 import { Host } from "../host/host";
@@ -108,7 +108,7 @@ export abstract class K3sNode extends Construct {
   /**
    * The node is being taken out of the cluster: its resources are destroyed (running the
    * destroy-time cleanup) while their configuration still exists, and firewalls and the mesh
-   * leave it out. Set by K3sAgent's `decommission` prop; always false for servers.
+   * leave it out. Set by the `decommission` prop of K3sAgent and K3sServer.
    */
   public readonly decommissioned: boolean;
   /** Kept in state; its destroy-time provisioners take the node out of the cluster. */
@@ -118,6 +118,8 @@ export abstract class K3sNode extends Construct {
   /** @internal */
   protected _installStep!: TerraformData;
   private readonly prerequisites: ITerraformDependable[] = [];
+  /** @internal The rolling-restart steps around an agent's install (drain before, uncordon after). */
+  protected _rolloutSteps: TerraformData[] = [];
 
   protected constructor(scope: Construct, id: string, props: K3sNodeProps, role: NodeRole) {
     super(scope, id);
@@ -171,12 +173,13 @@ export abstract class K3sNode extends Construct {
    * @internal
    */
   protected _wireInstall(
-    config: K3sConfig,
+    config: K3sConfig | (() => K3sConfig),
     settings: InstallSettings,
     membershipInput: Record<string, unknown>,
     destroyProvisioners: Array<Record<string, unknown>>,
     membershipDependsOn: ITerraformDependable[],
-    fingerprintConfig: K3sConfig = config,
+    fingerprintConfig: K3sConfig | (() => K3sConfig) = config,
+    around?: { connection: SSHProvisionerConnection; before: string; after: string },
   ): void {
     this._membership = new TerraformData(this, "membership", {
       // Only the node's identity replaces it: a replacement runs the destroy-time cleanup.
@@ -189,19 +192,39 @@ export abstract class K3sNode extends Construct {
     // is removed in two deploys: first with count = 0 (cleanup runs), then without the construct.
     if (this.decommissioned) this._membership.count = 0;
 
-    const configYaml = renderK3sConfig(config);
+    // A config given as a function is rendered at synth, once the whole cluster is known (the
+    // first server of an HA cluster learns that others join it only after its constructor ran).
+    const resolveConfig = (c: K3sConfig | (() => K3sConfig)) => (typeof c === "function" ? c() : c);
     const script = renderInstallScript(settings);
+    const configYaml = typeof config === "function"
+      ? Lazy.stringValue({ produce: () => terraformLiteral(renderK3sConfig(resolveConfig(config))) })
+      : terraformLiteral(renderK3sConfig(config));
+    // A digest only: the config holds tokens, and triggers are stored in state in clear.
+    const trigger = typeof fingerprintConfig === "function"
+      ? Lazy.anyValue({ produce: () => fingerprint(`${script}\n${renderK3sConfig(resolveConfig(fingerprintConfig))}`) })
+      : fingerprint(`${script}\n${renderK3sConfig(fingerprintConfig)}`);
+    // Rolling restarts: a step before the install (cordon, drain) and one after (Ready, uncordon),
+    // replaced together with it, so they run exactly when the install re-runs.
+    const before = around && new TerraformData(this, "rollout-drain", { triggersReplace: trigger, dependsOn: [this._membership] });
     this._installStep = new TerraformData(this, "install", {
-      // A digest only: the config holds tokens, and triggers are stored in state in clear.
-      triggersReplace: fingerprint(`${script}\n${renderK3sConfig(fingerprintConfig)}`),
-      dependsOn: [this._membership],
+      triggersReplace: trigger,
+      dependsOn: before ? [this._membership, before] : [this._membership],
     });
+    if (around && before) {
+      before.connection = around.connection;
+      before.provisioners = [{ type: "remote-exec", inline: [around.before] }];
+      const after = new TerraformData(this, "rollout-uncordon", { triggersReplace: trigger, dependsOn: [this._installStep] });
+      after.connection = around.connection;
+      after.provisioners = [{ type: "remote-exec", inline: [around.after] }];
+      if (this.decommissioned) { before.count = 0; after.count = 0; }
+      this._rolloutSteps = [before, after];
+    }
     if (this.decommissioned) this._installStep.count = 0;
     const connection = createTimeConnection(this.host);
     this._installStep.connection = connection;
     this._installStep.provisioners = [
       { type: "remote-exec", inline: [terraformLiteral(renderStagingScript())] },
-      { type: "file", content: terraformLiteral(configYaml), destination: STAGED_CONFIG },
+      { type: "file", content: configYaml, destination: STAGED_CONFIG },
       { type: "remote-exec", inline: [terraformLiteral(script)] },
     ];
     // dependable() gives Terraform's bare `type.name` form; a raw fqn would be "${type.name}", which Terraform rejects.
