@@ -146,7 +146,7 @@ export function renderInstallScript(s: InstallSettings): string {
  * upgrading one minor version at a time. The running version comes from `k3s --version`; a
  * binary that does not report one (or a first install) is not checked.
  */
-function versionStepCheck(): string[] {
+export function versionStepCheck(): string[] {
   return [
     "# One minor version at a time: v1.30 -> v1.31 -> v1.32, never v1.30 -> v1.32.",
     "minor_of() { printf '%s\\n' \"$1\" | sed -n 's/^v\\{0,1\\}\\([0-9][0-9]*\\)\\.\\([0-9][0-9]*\\)\\..*/\\1 \\2/p' | head -n 1; }",
