@@ -70,6 +70,18 @@ describe("HA servers", () => {
     expect(installConfig(synth(stack), "server")["cluster-init"]).toBeUndefined();
   });
 
+  test("adding a server to a single-server cluster restarts the first with cluster-init before the new one joins", () => {
+    const { stack: a } = newStack();
+    new K3sServer(a, "server-0", { host: { address: "203.0.113.10", ssh } });
+    const { stack: b } = newStack();
+    const first = new K3sServer(b, "server-0", { host: { address: "203.0.113.10", ssh } });
+    new K3sServer(b, "server-1", { join: first, host: { address: "203.0.113.11", ssh } });
+    const before = synth(a); const after = synth(b);
+    expect(resourceOf(after, "terraform_data", "server-0_install").triggers_replace)
+      .not.toEqual(resourceOf(before, "terraform_data", "server-0_install").triggers_replace);
+    expect(resourceOf(after, "terraform_data", "server-1_install").depends_on).toContain(ref(after, "server-0_install"));
+  });
+
   test("servers join one at a time, in creation order; agents install after the last server, in parallel", () => {
     const { stack } = haCluster({ agents: 4 });
     const out = synth(stack);

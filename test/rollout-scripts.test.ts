@@ -158,4 +158,13 @@ describe("one minor release at a time", () => {
     expect(script.indexOf("skips a minor release")).toBeLessThan(script.indexOf("wireguard-tools"));
     expect(shellcheck(script)).toBe("");
   });
+
+  test("a config-only change restarts K3s: the installer is told to restart even when its binary is unchanged", () => {
+    const script = renderInstallScript({ role: "server", nodeName: "n", version: "v1.33.4+k3s1", installScriptUrl: "https://get.k3s.io", skipDownload: false, installWireguardTools: true, readyTimeoutSeconds: 300 });
+    const force = script.indexOf("export INSTALL_K3S_FORCE_RESTART=true");
+    expect(force).toBeGreaterThan(0);
+    expect(force).toBeLessThan(script.indexOf("INSTALL_K3S_EXEC=\"$ROLE\""));
+    // Only on the path that (re)installs: an unchanged fingerprint restarts nothing.
+    expect(force).toBeGreaterThan(script.indexOf("nothing to change"));
+  });
 });
