@@ -3,6 +3,8 @@
  * an external datastore, removing servers, and how changes roll over the cluster.
  */
 import { TerraformStack, TerraformVariable } from "cdktf";
+import { tmpdir } from "os";
+import { join } from "path";
 import { K3sAgent, K3sServer, KiloMesh, PeerFirewall } from "../lib";
 import { logicalId, newStack, parseRenderedYaml, provisioners, resourceOf, synth, validationErrors } from "./util/synth";
 
@@ -339,5 +341,45 @@ describe("one mesh for an HA cluster", () => {
     const strangerAgent = new K3sAgent(other, "lonely-agent", { server: stranger, host: { address: "203.0.113.98", ssh } });
     const bad = new KiloMesh(new TerraformStack(app, "mesh-2"), "kilo", { server: servers[1], nodes: [...servers, ...agents, strangerAgent] });
     expect(bad.node.validate().join("\n")).toMatch(/other\/lonely-agent joins other\/lonely, not this mesh's server cluster\/server-1/);
+  });
+});
+
+describe("the report knows the control plane", () => {
+  test("three servers, etcd only between them, the API from every agent to every server", () => {
+    const { collectReportData } = require("../lib/constructs/cluster-report");
+    const { firewallMatrix } = require("../lib/render/cluster-report");
+    const { app, stack, first } = haCluster();
+    new PeerFirewall(stack, "firewall", { server: first, adminCidrs: ["192.0.2.0/28"] });
+    new KiloMesh(new TerraformStack(app, "mesh"), "kilo", { server: first });
+    const data = collectReportData(app);
+    expect(data.nodes.filter((n: any) => n.role === "server").map((n: any) => n.name)).toEqual(["server-0", "server-1", "server-2"]);
+    const m = firewallMatrix(data);
+    const etcd = m.filter((e: any) => e.purpose === "etcd").map((e: any) => `${e.from}>${e.to}`).sort();
+    expect(etcd).toEqual(["server-0>server-1", "server-0>server-2", "server-1>server-0", "server-1>server-2", "server-2>server-0", "server-2>server-1"]);
+    for (const s of ["server-0", "server-1", "server-2"]) {
+      for (const a of ["agent-0", "agent-1", "agent-2"]) {
+        expect(m.some((e: any) => e.purpose === "kube-apiserver" && e.from === a && e.to === s)).toBe(true);
+      }
+    }
+  });
+});
+
+describe("the HA example", () => {
+  test("synthesizes without errors: three servers joined to the first, one firewall and one mesh over eight nodes", () => {
+    const { App } = require("cdktf");
+    const { buildHaArticleCluster } = require("../examples/article-cluster/ha");
+    const { mkdtempSync, rmSync } = require("fs");
+    const outdir = mkdtempSync(join(tmpdir(), "ha-example-"));
+    try {
+      const app = new App({ outdir });
+      const { cluster, mesh, servers } = buildHaArticleCluster(app);
+      expect(validationErrors(cluster)).toEqual([]);
+      expect(validationErrors(mesh)).toEqual([]);
+      app.synth();
+      expect(servers[0].clusterNodes).toHaveLength(8);
+      const out = synth(cluster);
+      expect(installConfig(out, "server-b").server).toBe("https://k8s.example.com:6443");
+      expect(provisioners(resourceOf(out, "terraform_data", "agent-1_rollout-drain"))[0].inline[0]).toContain("MAX_UNAVAILABLE=2");
+    } finally { rmSync(outdir, { recursive: true, force: true }); }
   });
 });
