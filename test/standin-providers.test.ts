@@ -1,0 +1,328 @@
+/**
+ * The stand-in providers (test/standin-providers/) on the real `terraform` binary: installed offline
+ * from the per-run filesystem mirror, and behaving as the real providers document, through init,
+ * plan, apply, plan -detailed-exitcode and destroy of small stacks written for each behaviour.
+ */
+import { createHash } from "crypto";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from "fs";
+import { tmpdir } from "os";
+import { join } from "path";
+import { TerraformCli } from "./harness/terraform-cli";
+import { standinProviders, terraformEnv } from "./harness/terraform-env";
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const bcrypt = require("bcryptjs") as { compareSync(s: string, hash: string): boolean };
+
+const version = (type: string) => standinProviders().find((p) => p.type === type)!.version;
+const requiredProviders = (...types: string[]) => ({
+  required_providers: Object.fromEntries(types.map((t) => [t, { source: `hashicorp/${t}`, version: version(t) }])),
+});
+
+const dirs: string[] = [];
+afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+function scratch(prefix: string): string {
+  const d = mkdtempSync(join(tmpdir(), `standin-${prefix}-`));
+  dirs.push(d);
+  return d;
+}
+
+/** A stack directory holding `json` as cdk.tf.json; its state stays in the directory. */
+function stack(json: object, env: Record<string, string> = {}): TerraformCli {
+  const dir = scratch("stack");
+  writeFileSync(join(dir, "cdk.tf.json"), JSON.stringify(json, null, 2));
+  return new TerraformCli(dir, { env });
+}
+
+async function resourceValues(tf: TerraformCli, address: string): Promise<any> {
+  const show = await tf.showJson();
+  const r = (show.values?.root_module?.resources ?? []).find((x: any) => x.address === address);
+  return r?.values;
+}
+
+const TIMEOUT = 180_000;
+
+describe("installation", () => {
+  test("init works offline from the stand-in mirror and writes .terraform.lock.hcl", async () => {
+    const tf = stack({ terraform: requiredProviders("random", "local", "null", "kubernetes") });
+    const r = await tf.init();
+    for (const p of standinProviders()) expect(r.stdout).toContain(`Installed hashicorp/${p.type} v${p.version} (unauthenticated)`);
+    const lock = readFileSync(join(tf.stackDir, ".terraform.lock.hcl"), "utf8");
+    for (const p of standinProviders()) {
+      expect(lock).toMatch(new RegExp(`provider "registry.terraform.io/hashicorp/${p.type}" \\{\\s*version\\s*=\\s*"${p.version.replace(/\./g, "\\.")}"[^}]*h1:`));
+    }
+    // The mirror and its CLI config are the only source: nothing else can be installed.
+    expect(readFileSync(terraformEnv().cliConfigFile, "utf8")).not.toMatch(/direct/);
+    const other = stack({ terraform: { required_providers: { random: { source: "hashicorp/random", version: "3.6.0" } } } });
+    const bad = await other.init({ check: false });
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toMatch(/no available releases match|Failed to query available provider packages/);
+  }, TIMEOUT);
+
+  test("a lock file written by init is accepted by a second init of the same stack", async () => {
+    const tf = stack({ terraform: requiredProviders("null") });
+    await tf.init();
+    const lock = readFileSync(join(tf.stackDir, ".terraform.lock.hcl"), "utf8");
+    await tf.init();
+    expect(readFileSync(join(tf.stackDir, ".terraform.lock.hcl"), "utf8")).toBe(lock);
+  }, TIMEOUT);
+});
+
+describe("random_password", () => {
+  const json = {
+    terraform: requiredProviders("random"),
+    variable: { k: { type: "string" } },
+    resource: {
+      random_password: {
+        p: { length: 24, special: false, min_upper: 4, min_numeric: 5, keepers: { k: "${var.k}" } },
+      },
+    },
+  };
+
+  test("generated once, kept across plans and applies, redacted in output, replaced when keepers change", async () => {
+    const tf = stack(json);
+    await tf.init();
+    const plan = await tf.plan({ vars: { k: "1" } });
+    expect(plan.stdout).toMatch(/\+ result\s+= \(sensitive value\)/);
+    expect(plan.stdout).toMatch(/\+ bcrypt_hash\s+= \(sensitive value\)/);
+    const apply = await tf.apply({ vars: { k: "1" } });
+    const v1 = await resourceValues(tf, "random_password.p");
+    expect(v1.result).toHaveLength(24);
+    expect(v1.result).toMatch(/^[A-Za-z0-9]+$/); // special = false
+    expect((v1.result.match(/[A-Z]/g) ?? []).length).toBeGreaterThanOrEqual(4);
+    expect((v1.result.match(/[0-9]/g) ?? []).length).toBeGreaterThanOrEqual(5);
+    expect(bcrypt.compareSync(v1.result, v1.bcrypt_hash)).toBe(true);
+    expect(v1.id).toBe("none");
+    expect(apply.stdout + apply.stderr).not.toContain(v1.result);
+
+    // Stable: a plan right after apply has no changes, a second apply changes nothing.
+    const again = await tf.plan({ vars: { k: "1" }, detailedExitcode: true });
+    expect(again.code).toBe(0);
+    const apply2 = await tf.apply({ vars: { k: "1" } });
+    expect(apply2.stdout).toContain("Resources: 0 added, 0 changed, 0 destroyed");
+    expect((await resourceValues(tf, "random_password.p")).result).toBe(v1.result);
+
+    // keepers changed: replaced, with a new result.
+    const change = await tf.plan({ vars: { k: "2" }, detailedExitcode: true });
+    expect(change.code).toBe(2);
+    expect(change.stdout).toMatch(/random_password\.p must be replaced/);
+    expect(change.stdout).toMatch(/keepers\s+= \{ # forces replacement\s+~ "k" = "1" -> "2"/);
+    await tf.apply({ vars: { k: "2" } });
+    const v2 = await resourceValues(tf, "random_password.p");
+    expect(v2.result).toHaveLength(24);
+    expect(v2.result).not.toBe(v1.result);
+
+    const destroy = await tf.destroy({ vars: { k: "2" } });
+    expect(destroy.stdout).toContain("Resources: 1 destroyed");
+    expect(destroy.stdout + destroy.stderr).not.toContain(v2.result);
+  }, TIMEOUT);
+
+  test("invalid arguments are refused at validate, as the real provider's validators do", async () => {
+    const tf = stack({ terraform: requiredProviders("random"), resource: { random_password: { p: { length: 3, min_upper: 2, min_lower: 2 } } } });
+    await tf.init();
+    const r = await tf.validate({ check: false });
+    expect(r.code).toBe(1);
+    expect(r.stderr.replace(/\s+/g, " ")).toMatch(/length value must be at least sum of min_upper, min_lower, min_numeric, min_special \(4\), got: 3/);
+  }, TIMEOUT);
+});
+
+describe("local_command data source", () => {
+  test("runs with arguments, stdin and working directory on every read; deferred to apply when its config is unknown", async () => {
+    const work = scratch("cmd");
+    const counter = join(work, "runs");
+    // Prints its first argument, its working directory and its stdin; counts its runs.
+    const script = 'printf "%s|%s|" "$1" "$(pwd)"; cat; echo run >> "$2"';
+    const tf = stack({
+      terraform: requiredProviders("local", "random"),
+      resource: { random_password: { later: { length: 8 } } },
+      data: {
+        local_command: {
+          now: { command: "sh", arguments: ["-c", script, "sh", "first arg", counter], stdin: "from stdin", working_directory: work },
+          // Its stdin is unknown until random_password.later exists: read during apply.
+          deferred: { command: "sh", arguments: ["-c", 'cat >/dev/null; echo deferred >> "$1"; printf ok', "sh", counter], stdin: "${random_password.later.result}" },
+          failing: { command: "sh", arguments: ["-c", "echo oops >&2; exit 3"], allow_non_zero_exit_code: true },
+        },
+      },
+      output: {
+        now: { value: "${data.local_command.now.stdout}" },
+        now_stderr: { value: "${data.local_command.now.stderr}" },
+        deferred: { value: "${data.local_command.deferred.stdout}" },
+        failing_code: { value: "${data.local_command.failing.exit_code}" },
+        failing_stderr: { value: "${data.local_command.failing.stderr}" },
+      },
+    });
+    await tf.init();
+    const runs = () => (existsSync(counter) ? readFileSync(counter, "utf8").trim().split("\n") : []);
+
+    const plan = await tf.plan();
+    expect(runs()).toEqual(["run"]); // read at plan time: its configuration is known
+    expect(plan.stdout).toMatch(/data\.local_command\.deferred will be read during apply/);
+    expect(plan.stdout).toContain(`now            = "first arg|${work}|from stdin"`);
+
+    await tf.apply();
+    // Read again during apply's own plan; the deferred one once, during apply.
+    expect(runs()).toEqual(["run", "run", "deferred"]);
+    const out = await tf.outputJson();
+    expect(out.now.value).toBe(`first arg|${work}|from stdin`);
+    expect(out.now_stderr).toBeUndefined(); // empty output is null (and a null output is not listed), as upstream
+    expect(out.deferred.value).toBe("ok");
+    expect(out.failing_code.value).toBe(3);
+    expect(out.failing_stderr.value).toBe("oops\n");
+
+    // Every plan reads it again.
+    const again = await tf.plan({ detailedExitcode: true });
+    expect(again.code).toBe(0);
+    expect(runs()).toEqual(["run", "run", "deferred", "run", "deferred"]);
+    await tf.destroy();
+  }, TIMEOUT);
+
+  test("a non-zero exit fails the read unless allowed; a missing command fails the lookup", async () => {
+    const tf = stack({
+      terraform: requiredProviders("local"),
+      data: { local_command: { bad: { command: "sh", arguments: ["-c", "echo broken >&2; exit 4"] } } },
+    });
+    await tf.init();
+    const r = await tf.plan({ check: false });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/Command Execution Failed/);
+    expect(r.stderr).toMatch(/Command Error: broken/);
+    const missing = stack({
+      terraform: requiredProviders("local"),
+      data: { local_command: { x: { command: "no-such-command-standin" } } },
+    });
+    await missing.init();
+    const m = await missing.plan({ check: false });
+    expect(m.code).toBe(1);
+    expect(m.stderr).toMatch(/Command Lookup Failed/);
+  }, TIMEOUT);
+});
+
+describe("local files", () => {
+  test("local_sensitive_file and local_file write with the requested permissions, redact content, and are recreated when gone", async () => {
+    const work = scratch("files");
+    const secretPath = join(work, "a", "b", "secret");
+    const plainPath = join(work, "plain.txt");
+    const readPath = join(work, "given");
+    writeFileSync(readPath, "given content", { mode: 0o600 });
+    const tf = stack({
+      terraform: requiredProviders("local"),
+      resource: {
+        local_sensitive_file: { s: { filename: secretPath, content: "top secret value", file_permission: "0600", directory_permission: "0750" } },
+        local_file: { f: { filename: plainPath, content: "plain content" } },
+      },
+      data: { local_sensitive_file: { given: { filename: readPath } } },
+      output: {
+        given: { value: "${data.local_sensitive_file.given.content}", sensitive: true },
+        sha: { value: "${local_sensitive_file.s.content_sha256}" },
+      },
+    });
+    await tf.init();
+    const plan = await tf.plan();
+    expect(plan.stdout).toMatch(/\+ content\s+= \(sensitive value\)/);
+    expect(plan.stdout).toMatch(/\+ content\s+= "plain content"/); // local_file's content is not sensitive
+    expect(plan.stdout).not.toContain("top secret value");
+    expect(plan.stdout).not.toContain("given content");
+    const apply = await tf.apply();
+    expect(apply.stdout + apply.stderr).not.toContain("top secret value");
+
+    expect(readFileSync(secretPath, "utf8")).toBe("top secret value");
+    expect(statSync(secretPath).mode & 0o777).toBe(0o600);
+    expect(statSync(join(work, "a", "b")).mode & 0o777).toBe(0o750 & ~process.umask());
+    expect(statSync(join(work, "a")).mode & 0o777).toBe(0o750 & ~process.umask());
+    // local_file's default is 0777, less the umask (os.WriteFile).
+    expect(statSync(plainPath).mode & 0o777).toBe(0o777 & ~process.umask());
+    const out = await tf.outputJson();
+    expect(out.given).toMatchObject({ value: "given content", sensitive: true });
+    expect(out.sha.value).toBe(createHash("sha256").update("top secret value").digest("hex"));
+
+    expect((await tf.plan({ detailedExitcode: true })).code).toBe(0);
+
+    // Gone: the read notices, the plan creates it again.
+    unlinkSync(secretPath);
+    const gone = await tf.plan({ detailedExitcode: true });
+    expect(gone.code).toBe(2);
+    expect(gone.stdout).toMatch(/local_sensitive_file\.s will be created/);
+    await tf.apply();
+    expect(readFileSync(secretPath, "utf8")).toBe("top secret value");
+
+    // Changed outside Terraform: replaced too (the id is the content's SHA-1).
+    writeFileSync(plainPath, "edited");
+    const edited = await tf.plan({ detailedExitcode: true });
+    expect(edited.code).toBe(2);
+    expect(edited.stdout).toMatch(/local_file\.f will be created/);
+    await tf.apply();
+    expect(readFileSync(plainPath, "utf8")).toBe("plain content");
+
+    await tf.destroy();
+    expect(existsSync(secretPath)).toBe(false);
+    expect(existsSync(plainPath)).toBe(false);
+  }, TIMEOUT);
+
+  test("a changed file_permission replaces the file", async () => {
+    const work = scratch("perm");
+    mkdirSync(join(work, "d"));
+    const file = join(work, "d", "f");
+    const json = (perm: string) => ({
+      terraform: requiredProviders("local"),
+      resource: { local_sensitive_file: { s: { filename: file, content: "x", file_permission: perm } } },
+    });
+    const tf = stack(json("0600"));
+    await tf.init();
+    await tf.apply();
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    writeFileSync(join(tf.stackDir, "cdk.tf.json"), JSON.stringify(json("0640")));
+    const plan = await tf.plan({ detailedExitcode: true });
+    expect(plan.stdout).toMatch(/file_permission\s+= "0600" -> "0640" # forces replacement/);
+    await tf.apply();
+    expect(statSync(file).mode & 0o777).toBe(0o640 & ~process.umask());
+    await tf.destroy();
+  }, TIMEOUT);
+});
+
+describe("null_resource", () => {
+  test("replaced when triggers change, kept otherwise", async () => {
+    const tf = stack({
+      terraform: requiredProviders("null"),
+      variable: { t: { type: "string" } },
+      resource: { null_resource: { n: { triggers: { t: "${var.t}", fixed: "same" } } } },
+    });
+    await tf.init();
+    await tf.apply({ vars: { t: "a" } });
+    const id1 = (await resourceValues(tf, "null_resource.n")).id;
+    expect(id1).toMatch(/^\d+$/);
+    expect((await tf.plan({ vars: { t: "a" }, detailedExitcode: true })).code).toBe(0);
+    const plan = await tf.plan({ vars: { t: "b" }, detailedExitcode: true });
+    expect(plan.code).toBe(2);
+    expect(plan.stdout).toMatch(/null_resource\.n must be replaced/);
+    await tf.apply({ vars: { t: "b" } });
+    const id2 = (await resourceValues(tf, "null_resource.n")).id;
+    expect(id2).not.toBe(id1);
+    await tf.destroy({ vars: { t: "b" } });
+  }, TIMEOUT);
+});
+
+describe("kubernetes (schema only)", () => {
+  const json = {
+    terraform: requiredProviders("kubernetes"),
+    provider: { kubernetes: [{ host: "https://127.0.0.1:6443", client_key: "k", client_certificate: "c", cluster_ca_certificate: "ca" }] },
+    resource: {
+      kubernetes_manifest: { m: { manifest: { apiVersion: "v1", kind: "ConfigMap", metadata: { name: "x", namespace: "default" } }, field_manager: { name: "t" } } },
+      kubernetes_annotations: { a: { api_version: "v1", kind: "Node", metadata: { name: "n" }, annotations: { k: "v" }, field_manager: "t" } },
+    },
+  };
+
+  test("validate passes on its real schema and rejects an argument the schema lacks; planning says why it cannot", async () => {
+    const tf = stack(json);
+    await tf.init();
+    await tf.validate();
+    const wrong = stack({ ...json, resource: { kubernetes_annotations: { a: { ...json.resource.kubernetes_annotations.a, labels: { x: "y" } } } } });
+    await wrong.init();
+    const r = await wrong.validate({ check: false });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/No argument or block type is named "labels"/);
+    const plan = await tf.plan({ check: false });
+    expect(plan.code).toBe(1);
+    expect(plan.stderr).toMatch(/stand-in kubernetes provider: schema only/);
+    expect(plan.stderr).toMatch(/live\s+Kubernetes API server/);
+  }, TIMEOUT);
+});
