@@ -266,6 +266,20 @@ export function firewallCounts(nodes: GraphNode[]): FirewallCounts {
     const always = lines.filter((l) => /^(added=\$\(ufw show added\)|if ! ufw status|ufw status )/.test(l)).length;
     const enable = lines.filter((l) => /ufw --force enable/.test(l)).length;
     const host = n.sshHost ?? n.path;
+    // The batched converge: the shared program is a Terraform local; the node's rules are JSON.
+    const data = lines.find((l) => l.startsWith('{"sources":'));
+    if (data) {
+      const d = JSON.parse(data) as { sources: unknown[][]; rules: unknown[][] };
+      const count = d.rules.reduce<number>((a, e) => {
+        const i = e.findIndex((w) => typeof w === "number");
+        return a + (i < 0 ? 1 : d.sources[e[i] as number].length);
+      }, 0);
+      rulesPerNode.set(host, count);
+      // One python process; `ufw` itself only for a default that differs (3), enabling and its check.
+      ufwFreshPerNode.set(host, 3 + 2);
+      ufwConvergedPerNode.set(host, 0);
+      continue;
+    }
     rulesPerNode.set(host, wants);
     // Fresh host: every wanted rule is added (one ufw call each), each default may differ, ufw is enabled.
     ufwFreshPerNode.set(host, always + wants + defaults + enable);

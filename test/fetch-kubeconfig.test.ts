@@ -5,7 +5,7 @@
  */
 import { spawnSync } from "child_process";
 import { createHash, generateKeyPairSync } from "crypto";
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "fs";
+import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "fs";
 import { tmpdir } from "os";
 import { join } from "path";
 import { parse, stringify } from "yaml";
@@ -42,6 +42,15 @@ describe("rewriteKubeconfig", () => {
     expect(r.ca_hash).toBe(createHash("sha256").update(CA_PEM).digest("hex"));
   });
 
+  test("a parse error gives the position only, never the text around it", () => {
+    const raw = k3sKubeconfig().replace(/client-key-data: (\S+)/, "client-key-data: [$1");
+    let message = "";
+    try { rewriteKubeconfig(raw, "https://x:6443", "k3s"); } catch (e) { message = (e as Error).message; }
+    expect(message).toMatch(/^the server's \/etc\/rancher\/k3s\/k3s\.yaml is not valid YAML \(line \d+, column \d+\)$/);
+    const keyData = /client-key-data: \[(\S+)/.exec(raw)![1];
+    expect(message).not.toContain(keyData.slice(0, 12));
+  });
+
   test("refuses a kubeconfig without credentials", () => {
     expect(() => rewriteKubeconfig("apiVersion: v1\nclusters: []\n", "https://x:6443", "k3s")).toThrow(/no cluster CA or client certificate/);
   });
@@ -50,13 +59,16 @@ describe("rewriteKubeconfig", () => {
 describe("sshArgs", () => {
   const base = { host: "203.0.113.11", port: 2222, user: "ubuntu", api_server_url: "https://x:6443", cluster_name: "k3s" };
   test("never prompts, bounds the connection, pins the host key when given", () => {
-    const args = sshArgs({ ...base, private_key_path: "/keys/id" }, "/tmp/kh");
+    const args = sshArgs({ ...base, private_key_path: "/keys/id", host_key: "ssh-ed25519 AAAA" }, "/tmp/kh");
     const joined = args.join(" ");
     expect(joined).toContain("-o BatchMode=yes");
     expect(joined).toContain("-o ConnectTimeout=30");
     expect(joined).toContain("-o UserKnownHostsFile=/tmp/kh -o StrictHostKeyChecking=yes");
     expect(joined).toContain("-i /keys/id -o IdentitiesOnly=yes");
-    expect(args.slice(-3)).toEqual(["-l", "ubuntu", "203.0.113.11"]);
+    expect(args.slice(-4)).toEqual(["-l", "ubuntu", "--", "203.0.113.11"]);
+    // The user's ~/.ssh/config (ForwardAgent, ProxyCommand …) never applies.
+    expect(args.slice(0, 2)).toEqual(["-F", "/dev/null"]);
+    expect(joined).toContain("-o ForwardAgent=no");
     expect(joined).toContain("-p 2222");
   });
   test("bounds the connection by the host's SSH timeout", () => {
@@ -66,8 +78,25 @@ describe("sshArgs", () => {
   test("goes through the bastion with its own user and key", () => {
     const args = sshArgs({ ...base, bastion_host: "203.0.113.10", bastion_user: "jump", bastion_private_key_path: "/keys/jump" }, undefined);
     const proxy = args[args.indexOf("-o", args.findIndex((a) => a.startsWith("ProxyCommand")) - 1) + 1];
-    expect(proxy).toMatch(/^ProxyCommand='ssh' .*'-i' '\/keys\/jump'.*'-W' %h:%p '-l' 'jump' '203\.0\.113\.10'$/);
+    expect(proxy).toMatch(/^ProxyCommand='ssh' '-F' '\/dev\/null' .*'-i' '\/keys\/jump'.*'-W' %h:%p '-l' 'jump' '--' '203\.0\.113\.10'$/);
     expect(args.join(" ")).toContain("StrictHostKeyChecking=accept-new");
+  });
+  const proxyOf = (args: string[]) => args[args.findIndex((a) => a.startsWith("ProxyCommand="))];
+  test("pins both hops when both keys are given", () => {
+    const args = sshArgs({ ...base, host_key: "k1", bastion_host: "203.0.113.10", bastion_host_key: "k2" }, "/tmp/kh");
+    const outer = args.filter((a) => !a.startsWith("ProxyCommand=")).join(" ");
+    expect(outer).toContain("-o UserKnownHostsFile=/tmp/kh -o StrictHostKeyChecking=yes");
+    expect(outer).not.toContain("accept-new");
+    expect(proxyOf(args)).toContain("'UserKnownHostsFile=/tmp/kh' '-o' 'StrictHostKeyChecking=yes'");
+    expect(proxyOf(args)).not.toContain("accept-new");
+  });
+  test("a pinned bastion key is kept when the node's is not given, and the reverse", () => {
+    const bastionOnly = sshArgs({ ...base, bastion_host: "203.0.113.10", bastion_host_key: "k2" }, "/tmp/kh");
+    expect(proxyOf(bastionOnly)).toContain("'StrictHostKeyChecking=yes'");
+    expect(bastionOnly.filter((a) => !a.startsWith("ProxyCommand=")).join(" ")).toContain("StrictHostKeyChecking=accept-new");
+    const nodeOnly = sshArgs({ ...base, host_key: "k1", bastion_host: "203.0.113.10" }, "/tmp/kh");
+    expect(proxyOf(nodeOnly)).toContain("'StrictHostKeyChecking=accept-new'");
+    expect(nodeOnly.filter((a) => !a.startsWith("ProxyCommand=")).join(" ")).toContain("StrictHostKeyChecking=yes");
   });
 });
 
@@ -88,20 +117,35 @@ describe("the fetch program", () => {
     input: JSON.stringify(req), encoding: "utf8", env: { ...process.env, PATH: `${dir}:${process.env.PATH}` },
   });
 
-  test("prints JSON Terraform can decode, with a pinned host key written to a private file", () => {
-    const res = runCompiled({ host: "203.0.113.10", port: 22, user: "root", host_key: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB", api_server_url: "https://203.0.113.10:6443", cluster_name: "k3s" });
+  test("prints only public parts; the secrets go to a 0600 file in a 0700 directory", () => {
+    const secretsFile = join(dir, "secrets", "node.json");
+    const res = runCompiled({ host: "203.0.113.10", port: 22, user: "root", host_key: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB", api_server_url: "https://203.0.113.10:6443", cluster_name: "k3s", secrets_file: secretsFile });
     expect(res.stderr).toBe("");
     expect(res.status).toBe(0);
     const out = JSON.parse(res.stdout);
-    expect(Object.keys(out).sort()).toEqual(["api_server_url", "ca_hash", "client_certificate", "client_key", "cluster_ca_certificate", "kubeconfig"]);
+    expect(Object.keys(out).sort()).toEqual(["api_server_url", "ca_hash", "cluster_ca_certificate", "secrets_file"]);
+    expect(out.secrets_file).toBe(secretsFile);
+    expect(res.stdout).not.toMatch(/PRIVATE KEY|client-key-data|CLIENT CERT/);
+    expect(statSync(join(dir, "secrets")).mode & 0o777).toBe(0o700);
+    expect(statSync(secretsFile).mode & 0o777).toBe(0o600);
+    const secrets = JSON.parse(readFileSync(secretsFile, "utf8"));
+    expect(Object.keys(secrets).sort()).toEqual(["client_certificate", "client_key", "kubeconfig"]);
+    expect(secrets.client_key).toContain("PRIVATE KEY");
     const argv = readFileSync(join(dir, "argv"), "utf8").split("\n");
     expect(argv).toContain("StrictHostKeyChecking=yes");
     expect(argv[argv.length - 2]).toMatch(/cat \/etc\/rancher\/k3s\/k3s\.yaml/);
   });
 
+  test("refuses to run without an absolute secrets_file", () => {
+    const res = runCompiled({ host: "203.0.113.10", port: 22, user: "root", api_server_url: "https://203.0.113.10:6443", cluster_name: "k3s", secrets_file: "rel/x.json" });
+    expect(res.status).toBe(1);
+    expect(res.stderr).toMatch(/secrets_file \(an absolute path\) is required/);
+    expect(res.stdout).toBe("");
+  });
+
   test("fails with the host named when ssh fails", () => {
     writeFileSync(join(dir, "fail"), "");
-    const res = runCompiled({ host: "203.0.113.10", port: 22, user: "ubuntu", api_server_url: "https://203.0.113.10:6443", cluster_name: "k3s" });
+    const res = runCompiled({ host: "203.0.113.10", port: 22, user: "ubuntu", api_server_url: "https://203.0.113.10:6443", cluster_name: "k3s", secrets_file: join(dir, "s2", "x.json") });
     rmSync(join(dir, "fail"));
     expect(res.status).toBe(1);
     expect(res.stderr).toMatch(/fetching the kubeconfig: ssh to ubuntu@203\.0\.113\.10:22 failed \(exit 255\): .*Connection refused/);

@@ -7,7 +7,9 @@ const { join } = require("path");
 module.exports = async () => {
   const start = Number(process.env.CDKTF_K3S_KILO_TEST_START || Date.now());
   for (const name of readdirSync(tmpdir())) {
-    if (!name.startsWith("cdktf.outdir.")) continue;
+    // standin-tf-*: test/harness/terraform-env.ts's mirror dirs (jest's sandboxed process never
+    // fires the "exit" handler that removes them outside jest).
+    if (!name.startsWith("cdktf.outdir.") && !name.startsWith("standin-tf-")) continue;
     const path = join(tmpdir(), name);
     try {
       if (statSync(path).birthtimeMs >= start - 1000) rmSync(path, { recursive: true, force: true });

@@ -51,13 +51,13 @@ describe("HA servers", () => {
     const first = installConfig(out, "server-0");
     expect(first["cluster-init"]).toBe(true);
     expect(first.server).toBeUndefined();
-    expect(first.token).toMatch(/^\$\{random_password\.server-0_server-token_\w+\.result\}$/);
+    expect(first.token).toMatch(/^\$\{jsonencode\(random_password\.server-0_server-token_\w+\.result\)\}$/);
     for (const i of [1, 2]) {
       const c = installConfig(out, `server-${i}`);
       expect(c["cluster-init"]).toBeUndefined();
       expect(c.server).toBe("https://203.0.113.10:6443");
       // K10<hash of the first server's CA>::server:<secret>: the joiner verifies the cluster first.
-      expect(c.token).toMatch(/^\$\{join\("", \["K10", jsondecode\(data\.local_command\.server-0_credentials_\w+\.stdout\)\.ca_hash, "::server:", random_password\.server-0_server-token_\w+\.result\]\)\}$/);
+      expect(c.token).toMatch(/^\$\{jsonencode\(join\("", \["K10", jsondecode\(data\.local_command\.server-0_credentials_\w+\.stdout\)\.ca_hash, "::server:", random_password\.server-0_server-token_\w+\.result\]\)\)\}$/);
       expect(c["agent-token"]).toBe(first["agent-token"]);
       expect(c["cluster-cidr"]).toBe(first["cluster-cidr"]);
     }
@@ -166,7 +166,7 @@ describe("HA servers", () => {
     const out = synth(stack);
     for (const i of [0, 1]) {
       const c = installConfig(out, `server-${i}`);
-      expect(c["datastore-endpoint"]).toBe("${sensitive(var.datastore)}");
+      expect(c["datastore-endpoint"]).toBe("${jsonencode(sensitive(var.datastore))}");
       expect(c["cluster-init"]).toBeUndefined();
       expect(c.server).toBeUndefined();
       // Never in a script (command lines) nor in a trigger.

@@ -20,7 +20,7 @@ describe("K3sAgent", () => {
     const file = provisioners(install).find((p) => p.type === "file")!;
     const config = parseRenderedYaml(file.content);
     expect(config.server).toBe("https://203.0.113.10:6443");
-    expect(config.token).toMatch(/^\$\{sensitive\(join\("", \["K10", jsondecode\(data\.local_command\.server_credentials_\w+\.stdout\)\.ca_hash, "::node:", random_password\.server_agent-token_\w+\.result\]\)\)\}$/);
+    expect(config.token).toMatch(/^\$\{jsonencode\(sensitive\(join\("", \["K10", jsondecode\(data\.local_command\.server_credentials_\w+\.stdout\)\.ca_hash, "::node:", random_password\.server_agent-token_\w+\.result\]\)\)\)\}$/);
     expect(config["node-name"]).toBe("agent-0");
     // Never the server token, never an admin kubeconfig.
     const everything = JSON.stringify([install, resourceOf(out, "terraform_data", "agent-0_membership")]);

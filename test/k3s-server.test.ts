@@ -42,8 +42,8 @@ describe("K3sServer", () => {
       "cluster-cidr": "10.42.0.0/16",
       "service-cidr": "10.43.0.0/16",
     });
-    expect(config.token).toMatch(/^\$\{random_password\.server_server-token_\w+\.result\}$/);
-    expect(config["agent-token"]).toMatch(/^\$\{random_password\.server_agent-token_\w+\.result\}$/);
+    expect(config.token).toMatch(/^\$\{jsonencode\(random_password\.server_server-token_\w+\.result\)\}$/);
+    expect(config["agent-token"]).toMatch(/^\$\{jsonencode\(random_password\.server_agent-token_\w+\.result\)\}$/);
     expect(config).not.toHaveProperty("node-external-ip");
   });
 
@@ -158,7 +158,7 @@ describe("K3sServer", () => {
     const file = Object.values(out.resource.local_sensitive_file)[0] as any;
     expect(file.filename).toBe(`${process.cwd()}/kubeconfig.yaml`); // relative to the project, not the stack dir
     expect(file.file_permission).toBe("0600");
-    expect(file.content).toMatch(/^\$\{sensitive\(jsondecode\(data\.local_command\.server_credentials_\w+\.stdout\)\.kubeconfig\)\}$/);
+    expect(file.content).toMatch(/^\$\{sensitive\(jsondecode\(data\.local_sensitive_file\.server_credentials-secrets_\w+\.content\)\.kubeconfig\)\}$/);
   });
 
   test("exposes sensitive credentials and the CA-pinned agent token", () => {

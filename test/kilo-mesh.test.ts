@@ -413,7 +413,8 @@ describe("KiloPeers", () => {
     const { stack, meshStack, kp } = peersWorld([{
       name: "alice-laptop", publicKey: KEY, allowedIps: ["10.5.0.1/32"], persistentKeepaliveSeconds: 25,
     }]);
-    kp.addPeer({ name: "office", publicKey: KEY2, allowedIps: ["10.5.1.0/24", "192.168.50.0/24"], endpoint: { dns: "vpn.example.org" }, presharedKey: KEY });
+    const psk = new TerraformVariable(stack, "office_psk", { type: "string", sensitive: true });
+    kp.addPeer({ name: "office", publicKey: KEY2, allowedIps: ["10.5.1.0/24", "192.168.50.0/24"], endpoint: { dns: "vpn.example.org" }, presharedKey: psk.stringValue });
     const out = synth(stack);
     const alice = resourceOf(out, "kubernetes_manifest", "peers_peer-alice-laptop");
     expect(alice.manifest).toEqual({
@@ -424,7 +425,7 @@ describe("KiloPeers", () => {
     expect(alice.provider).toBe("kubernetes.peers_peers");
     const office = resourceOf(out, "kubernetes_manifest", "peers_peer-office").manifest.spec;
     expect(office.endpoint).toEqual({ dnsOrIP: { dns: "vpn.example.org" }, port: 51820 });
-    expect(office.presharedKey).toBe(`\${sensitive("${KEY}")}`);
+    expect(office.presharedKey).toBe("${sensitive(var.office_psk)}");
     expect(stack.dependencies).toContain(meshStack);
     expect(validationErrors(stack)).toEqual([]);
   });
@@ -449,6 +450,7 @@ describe("KiloPeers", () => {
     ["key of wrong length", { publicKey: Buffer.alloc(33).toString("base64") }, /publicKey: is not a WireGuard key/],
     ["key with a bad last character", { publicKey: KEY.slice(0, 42) + "B=" }, /publicKey: is not a WireGuard key/],
     ["bad preshared key", { presharedKey: "secret" }, /presharedKey: is not a WireGuard key/],
+    ["literal preshared key", { presharedKey: KEY }, /presharedKey: a literal key would be written in clear into cdk\.tf\.json and every saved plan; pass it as a token/],
     ["bad name", { name: "Alice_Laptop" }, /peers\[0\] \("Alice_Laptop"\): name: "Alice_Laptop" is not a valid Kubernetes name/],
     ["no allowed IPs", { allowedIps: [] }, /allowedIps: give at least one CIDR, such as 10.5.0.1\/32/],
     ["bare IP", { allowedIps: ["10.5.0.1"] }, /allowedIps: "10.5.0.1" is not a CIDR block; add the prefix length \(for one address: 10.5.0.1\/32\)/],

@@ -41,13 +41,26 @@ describe("PeerFirewall", () => {
       expect(r.connection).toMatchObject({ type: "ssh", host: `203.0.113.${name === "server" ? 10 : 11 + Number(name.slice(-1))}`, user: "root" });
       const [p] = provisioners(r);
       expect(p.type).toBe("remote-exec");
-      expect(p.inline).toHaveLength(1);
-      expect(p.inline[0]).toMatch(/^#!\/bin\/sh\n# cdktf-k3s-kilo: converge the host firewall/);
-      expect(p.inline[0]).toContain("ufw --force enable");
-      // Shell `${...}` is escaped for Terraform.
-      expect(p.inline[0]).toContain('tag="$${TAG_PREFIX}');
-      expect(p.inline[0]).not.toMatch(/[^$]\$\{TAG_PREFIX\}/);
+      // The shared converge program (one Terraform local), then this node's rules.
+      expect(p.inline).toHaveLength(2);
+      expect(p.inline[0]).toMatch(/^\$\{local\.firewall_converge-program_[0-9A-F]+\}$/);
+      expect(p.inline[1]).toMatch(/^# the rules of node cluster\/(server|agent-\d)\nconverge_firewall <<'CDKTF_K3S_KILO_RULES'\n\{"sources":/);
+      const data = JSON.parse(p.inline[1].split("\n")[2]);
+      expect(data.rules[0]).toEqual(["allow", "proto", "tcp", "from", ADMIN, "to", "any", "port", "22"]);
+      // The peers: the cluster's shared address list without this node's own address.
+      const self = name === "server" ? 0 : 1 + Number(name.slice(-1));
+      expect(data.sources[0]).toEqual({ shared: [self] });
     }
+    // The program is emitted once for all nodes.
+    const locals = Object.values((out as any).locals ?? {}) as string[];
+    expect(locals).toHaveLength(1);
+    expect(locals[0]).toMatch(/^#!\/bin\/sh\n# cdktf-k3s-kilo: converge the host firewall/);
+    expect(locals[0]).toContain("ufw --force enable");
+    expect(locals[0]).toContain("import ufw.frontend");
+    expect(locals[0]).toContain(`FIREWALL_SHARED_SOURCES=$(cat <<'CDKTF_K3S_KILO_SOURCES'\n["203.0.113.10","203.0.113.11","203.0.113.12"]\n`);
+    // Shell `${...}` is escaped for Terraform.
+    expect(locals[0]).toContain('"$${ufw_py:-/nonexistent}"');
+    expect(locals[0]).not.toMatch(/[^$]\$\{ufw_py/);
   });
 
   test("triggers hold a digest of the node's rules and nothing else: no key, no address, no script", () => {
@@ -150,9 +163,10 @@ describe("PeerFirewall", () => {
     const t = triggersOf(out, "server");
     expect(t.text).toMatch(/^[0-9a-f]{64}$/);
     expect(t.values).toMatch(/^\$\{sha256\(join\("\\n", \[lookup\(null_resource\.droplet\.triggers, "ip", "203\.0\.113\.99"\)/);
-    // The script quotes the value with Terraform's replace() at apply time.
-    const script = provisioners(resourceOf(out, "null_resource", "firewall_server"))[0].inline[0];
-    expect(script).toContain(`'\${replace(lookup(null_resource.droplet.triggers`);
+    // The rule data encodes the value with Terraform's jsonencode() at apply time: no newline or
+    // quote in it can end the here-document or reach the shell.
+    const script = provisioners(resourceOf(out, "null_resource", "firewall_server"))[0].inline[1];
+    expect(script).toContain(`\${jsonencode(lookup(null_resource.droplet.triggers, "ip", "203.0.113.99"))}`);
     // The rule's tag is computed on the host once the value is known.
     const wg = fw.rulesFor(server).find((r) => r.purpose === "wireguard")!;
     expect(wg.tag).toBeUndefined();

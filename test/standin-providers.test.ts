@@ -4,18 +4,18 @@
  * plan, apply, plan -detailed-exitcode and destroy of small stacks written for each behaviour.
  */
 import { createHash } from "crypto";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from "fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, unlinkSync, writeFileSync } from "fs";
 import { tmpdir } from "os";
 import { join } from "path";
-import { TerraformCli } from "./harness/terraform-cli";
+import { TERRAFORM_MISSING, TerraformCli } from "./harness/terraform-cli";
 import { standinProviders, terraformEnv } from "./harness/terraform-env";
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const bcrypt = require("bcryptjs") as { compareSync(s: string, hash: string): boolean };
 
-const version = (type: string) => standinProviders().find((p) => p.type === type)!.version;
+const provider = (type: string) => standinProviders().find((p) => p.type === type)!;
 const requiredProviders = (...types: string[]) => ({
-  required_providers: Object.fromEntries(types.map((t) => [t, { source: `hashicorp/${t}`, version: version(t) }])),
+  required_providers: Object.fromEntries(types.map((t) => [t, { source: `${provider(t).namespace}/${t}`, version: provider(t).version }])),
 });
 
 const dirs: string[] = [];
@@ -44,12 +44,12 @@ const TIMEOUT = 180_000;
 
 describe("installation", () => {
   test("init works offline from the stand-in mirror and writes .terraform.lock.hcl", async () => {
-    const tf = stack({ terraform: requiredProviders("random", "local", "null", "kubernetes") });
+    const tf = stack({ terraform: requiredProviders(...standinProviders().map((p) => p.type)) });
     const r = await tf.init();
-    for (const p of standinProviders()) expect(r.stdout).toContain(`Installed hashicorp/${p.type} v${p.version} (unauthenticated)`);
+    for (const p of standinProviders()) expect(r.stdout).toContain(`Installed ${p.namespace}/${p.type} v${p.version} (unauthenticated)`);
     const lock = readFileSync(join(tf.stackDir, ".terraform.lock.hcl"), "utf8");
     for (const p of standinProviders()) {
-      expect(lock).toMatch(new RegExp(`provider "registry.terraform.io/hashicorp/${p.type}" \\{\\s*version\\s*=\\s*"${p.version.replace(/\./g, "\\.")}"[^}]*h1:`));
+      expect(lock).toMatch(new RegExp(`provider "registry.terraform.io/${p.namespace}/${p.type}" \\{\\s*version\\s*=\\s*"${p.version.replace(/\./g, "\\.")}"[^}]*h1:`));
     }
     // The mirror and its CLI config are the only source: nothing else can be installed.
     expect(readFileSync(terraformEnv().cliConfigFile, "utf8")).not.toMatch(/direct/);
@@ -65,6 +65,59 @@ describe("installation", () => {
     const lock = readFileSync(join(tf.stackDir, ".terraform.lock.hcl"), "utf8");
     await tf.init();
     expect(readFileSync(join(tf.stackDir, ".terraform.lock.hcl"), "utf8")).toBe(lock);
+  }, TIMEOUT);
+});
+
+describe("the wrapper", () => {
+  test("says what is missing when terraform is not on PATH", () => {
+    const path = process.env.PATH;
+    process.env.PATH = "/nonexistent";
+    try {
+      expect(() => new TerraformCli(scratch("nopath"))).toThrow(TERRAFORM_MISSING);
+    } finally {
+      process.env.PATH = path;
+    }
+    expect(TERRAFORM_MISSING).toMatch(/the tests need the terraform binary \(1\.11\.4\) from the machine image on PATH/);
+  });
+
+  test("a timeout kills terraform and the providers it started, and says so", async () => {
+    const tf = stack({ terraform: requiredProviders("local"), data: { local_command: { slow: { command: "sleep", arguments: ["30"] } } } });
+    await tf.init();
+    // terraform, the provider and the command all run in the stack directory.
+    const inStack = () => readdirSync("/proc").filter((p) => /^\d+$/.test(p)).filter((p) => {
+      try { return readlinkSync(`/proc/${p}/cwd`) === tf.stackDir; } catch { return false; }
+    });
+    const started = Date.now();
+    const plan = tf.plan({ timeoutMs: 6000 });
+    await new Promise((r) => setTimeout(r, 4000));
+    expect(inStack().length).toBeGreaterThanOrEqual(3);
+    await expect(plan).rejects.toThrow(/timed out after 6000 ms/);
+    expect(Date.now() - started).toBeLessThan(15_000);
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(inStack()).toEqual([]);
+  }, TIMEOUT);
+});
+
+describe("the wrapper's plan options", () => {
+  test("a saved plan (out) is shown with show -json and applied as planned; targets limit plan and apply", async () => {
+    const tf = stack({
+      terraform: requiredProviders("null"),
+      resource: { null_resource: { a: { triggers: { k: "a" } }, b: { triggers: { k: "b" } } } },
+    });
+    await tf.init();
+    const planned = await tf.plan({ out: "a.tfplan", targets: ["null_resource.a"] });
+    expect(planned.stdout).toContain("Plan: 1 to add");
+    const shown = await tf.showJson("a.tfplan");
+    expect(shown.resource_changes.map((c: any) => [c.address, c.change.actions])).toEqual([["null_resource.a", ["create"]]]);
+    await tf.apply({ planFile: "a.tfplan" });
+    expect((await tf.showJson()).values.root_module.resources.map((r: any) => r.address)).toEqual(["null_resource.a"]);
+    const rest = await tf.plan({ refresh: false, detailedExitcode: true });
+    expect(rest.code).toBe(2);
+    expect(rest.stdout).not.toContain("Refreshing state");
+    expect(rest.stdout).toContain("Plan: 1 to add");
+    await tf.apply({ parallelism: 1 });
+    expect((await tf.plan({ detailedExitcode: true })).code).toBe(0);
+    await tf.destroy();
   }, TIMEOUT);
 });
 

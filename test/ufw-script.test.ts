@@ -7,8 +7,8 @@ import { spawnSync } from "child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "fs";
 import { tmpdir } from "os";
 import { join } from "path";
-import { clusterRuleSets, FirewallCluster, nodeRuleSet, Protocol } from "../lib/render/firewall-rules";
-import { renderFirewallScript } from "../lib/render/ufw-script";
+import { clusterRuleSets, FirewallCluster, nodeRuleSet, Protocol, ruleWords } from "../lib/render/firewall-rules";
+import { renderBatchedFirewallScript, renderFirewallScript, renderRuleData } from "../lib/render/ufw-script";
 
 const ADMIN = "198.51.100.7/32";
 
@@ -87,12 +87,28 @@ describe("ufw converge script", () => {
         extraRules: [{ port: 30000, endPort: 32767, from: ["192.0.2.0/24"] }, { port: 53, protocol: Protocol.ANY }],
       }), "s2"),
     ];
-    for (const set of shapes) {
-      const script = renderFirewallScript(set);
+    for (const script of shapes.flatMap((set) => [renderFirewallScript(set), renderBatchedFirewallScript(set)])) {
       const r = spawnSync("shellcheck", ["-s", "sh", "-"], { input: script, encoding: "utf8", timeout: 60000 });
       expect(r.stdout + r.stderr).toBe("");
       expect(r.status).toBe(0);
     }
+  });
+
+  test("batched: the node's rules as compact JSON, each peer list once, in rulesFor's order when expanded", () => {
+    const set = nodeRuleSet(cluster(5), "server");
+    const data = JSON.parse(renderRuleData(set));
+    const expanded: string[] = data.rules.flatMap((e: Array<string | number>) => {
+      const i = e.findIndex((w) => typeof w === "number");
+      return i < 0 ? [e.join(" ")] : data.sources[e[i] as number].map((s: string) => [...e.slice(0, i), s, ...e.slice(i + 1)].join(" "));
+    });
+    expect(expanded).toEqual(set.rules.map((r) => ruleWords(r).join(" ")));
+    // The five agents' addresses: one list shared by the WireGuard, API and kubelet rules.
+    const peers = ["203.0.113.11", "203.0.113.12", "203.0.113.13", "203.0.113.14", "203.0.113.15"];
+    expect(data.sources.filter((l: string[]) => JSON.stringify(l) === JSON.stringify(peers))).toHaveLength(1);
+    const script = renderBatchedFirewallScript(set);
+    expect(script).not.toMatch(/^\s*ufw\s+(--force\s+)?(reset|reload)/m);
+    expect(script).not.toMatch(/\[[^\]]*"(reset|reload)"/);
+    expect(script.split("\n").slice(0, 4).join("\n")).toMatch(/^#!\/bin\/sh\n.*\nset -eu\n/);
   });
 
   test("quotes every value, stops at the first error, never resets ufw", () => {

@@ -1,5 +1,5 @@
 /** Bad input is refused at synth with a message naming the construct, the field and the fix. */
-import { Fn } from "cdktf";
+import { Fn, TerraformVariable } from "cdktf";
 import { App, TerraformStack, Testing } from "cdktf";
 import { K3sAgent, K3sServer, KiloMesh, PeerFirewall } from "../lib";
 import { newStack, validationErrors } from "./util/synth";
@@ -35,7 +35,14 @@ const serverCases: Case[] = [
   ["a bad SSH port", { host: host({ ssh: { ...ssh, port: 70000 } }) }, /host\.ssh\.port: 70000 is not a port number/],
   ["a bad SSH timeout", { host: host({ ssh: { ...ssh, timeout: "two minutes" } }) }, /host\.ssh\.timeout: "two minutes" is not a duration/],
   ["a bad host key", { host: host({ ssh: { ...ssh, hostKey: "AAAAC3Nza" } }) }, /host\.ssh\.hostKey: host key "AAAAC3Nza…" is not an OpenSSH public key line/],
-  ["a relative script path", { host: host({ ssh: { ...ssh, scriptPath: "tmp/x.sh" } }) }, /host\.ssh\.scriptPath: "tmp\/x\.sh" is not an absolute path/],
+  ["a relative script path", { host: host({ ssh: { ...ssh, scriptPath: "tmp/x.sh" } }) }, /host\.ssh\.scriptPath: "tmp\/x\.sh" must be an absolute path of letters, digits/],
+  ["a script path with a command substitution", { host: host({ ssh: { ...ssh, scriptPath: "/tmp/$(id)_%RAND%.sh" } }) }, /host\.ssh\.scriptPath: "\/tmp\/\$\(id\)_%RAND%\.sh" must be an absolute path of letters, digits, "\.", "_", "-" and "\/" \(Terraform runs it unquoted\)/],
+  ["a script path with ; and a space", { host: host({ ssh: { ...ssh, scriptPath: "/tmp/a;b c_%RAND%.sh" } }) }, /host\.ssh\.scriptPath: .* must be an absolute path of letters/],
+  ["a script path with backticks", { host: host({ ssh: { ...ssh, scriptPath: "/tmp/`id`_%RAND%.sh" } }) }, /host\.ssh\.scriptPath: .* must be an absolute path of letters/],
+  ["a script path without %RAND%", { host: host({ ssh: { ...ssh, scriptPath: "/var/tmp/tf.sh" } }) }, /host\.ssh\.scriptPath: "\/var\/tmp\/tf\.sh" must contain %RAND%: steps that run at the same time on one host would otherwise overwrite each other's script \(e\.g\. \/var\/tmp\/tf_%RAND%\.sh\)/],
+  ["an SSH port given as a string", { host: host({ ssh: { ...ssh, port: "22" } }) }, /host\.ssh\.port: "22" is a string; give the port as a number, e\.g\. port: 22/],
+  ["a bastion port given as a string", { host: host({ ssh: { ...ssh, bastion: { host: "203.0.113.1", port: "2222" } } }) }, /host\.ssh\.bastion\.port: "2222" is a string; give the port as a number, e\.g\. port: 2222/],
+  ["a literal private key", { host: host({ ssh: { ...ssh, privateKey: "-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n" } }) }, /host\.ssh\.privateKey: a literal key would be written in clear into cdk\.tf\.json and every saved plan; pass a token instead \(e\.g\. a TerraformVariable with sensitive: true/],
   ["no credentials", { host: host({ ssh: { agent: false } }) }, /host\.ssh: no credentials: agent is false and neither privateKeyPath nor privateKey is set/],
   ["key content only", { host: host({ ssh: { privateKey: "-----BEGIN…" } }) }, /host\.ssh: privateKey \(the key's content\) reaches create-time steps only.*Also set privateKeyPath, or agent: true/],
   ["a bad bastion", { host: host({ ssh: { ...ssh, bastion: { host: "300.1.1.1" } } }) }, /host\.ssh\.bastion\.host: "300\.1\.1\.1" is not a valid IPv4 address/],
@@ -93,6 +100,13 @@ describe("bad input is reported at synth", () => {
       version: Fn.trimspace(" v "),
     });
     new K3sAgent(stack, "a", { server, host: { address: Fn.element(Fn.split(",", "y"), 0), ssh } });
+    expect(validationErrors(stack)).toEqual([]);
+  });
+
+  test("a private key from a sensitive variable, a token port and a plain %RAND% script path are accepted", () => {
+    const { stack } = newStack();
+    const key = new TerraformVariable(stack, "ssh_key", { type: "string", sensitive: true });
+    new K3sServer(stack, "s", { host: host({ ssh: { ...ssh, privateKey: key.stringValue, port: Fn.tonumber("2222"), scriptPath: "/var/tmp/cdktf-k3s/terraform_%RAND%.sh" } }) });
     expect(validationErrors(stack)).toEqual([]);
   });
 

@@ -34,7 +34,7 @@ export function missingMembers(where: string, servers: K3sServer[], covered: K3s
       if (n.decommissioned || have.has(n)) continue;
       errors.push(defaulted
         ? `${where}: nodes: ${n.node.path} joined ${server.node.path} after this ${construct} was created, so it is not covered; create the ${construct} after every K3sAgent of the cluster`
-        : `${where}: nodes: ${n.node.path} (${n instanceof K3sServer ? (n === server ? "the server" : `a server of ${server.node.path}'s cluster`) : `joins ${server.node.path}'s cluster`}) is missing; leave nodes out to cover the whole cluster, or add it`);
+        : `${where}: nodes: ${n.node.path} (${n instanceof K3sServer ? (n === server ? "the server" : `a server of ${server.node.path}'s cluster`) : `joins ${((n as { server?: K3sNode }).server ?? server).node.path}`}) is missing; leave nodes out to cover the whole cluster, or add it`);
     }
   }
   return errors;

@@ -2,11 +2,12 @@
  * Small wiring helpers shared by the constructs. Not exported from the package.
  */
 import { createHash } from "crypto";
-import { Fn, TerraformProvider, TerraformResource, TerraformStack, ITerraformDependable, TerraformResourceLifecycle } from "cdktf";
+import { Annotations, Aspects, Fn, IAspect, LocalBackend, TerraformBackend, TerraformProvider, TerraformResource, TerraformStack, ITerraformDependable, TerraformResourceLifecycle } from "cdktf";
 import { Construct, IConstruct } from "constructs";
 import * as localProvider from "@cdktf/provider-local/lib/provider";
 import * as nullProvider from "@cdktf/provider-null/lib/provider";
 import * as randomProvider from "@cdktf/provider-random/lib/provider";
+import { Host, REQUIRE_HOST_KEYS_CONTEXT } from "../host/host";
 
 export interface TerraformDataConfig {
   readonly triggersReplace?: unknown;
@@ -99,4 +100,61 @@ export function fingerprint(text: string): { [key: string]: string } {
   };
   if (markers.length) digest.values = Fn.sha256(Fn.join("\n", markers));
   return digest;
+}
+
+/** Whether the strict host-key mode is on for `scope` (context `cdktf-k3s-kilo:requireHostKeys`). */
+export function requireHostKeys(scope: IConstruct): boolean {
+  const v = scope.node.tryGetContext(REQUIRE_HOST_KEYS_CONTEXT);
+  return v === true || v === "true";
+}
+
+interface NodeEntry { readonly path: string; readonly host: Host; readonly server: boolean }
+const reported = new WeakMap<TerraformStack, NodeEntry[]>();
+
+/** The hosts (nodes and bastions) whose SSH host key Terraform does not check, as readable names. */
+export function unpinnedHosts(nodes: readonly NodeEntry[]): string[] {
+  const out: string[] = [];
+  const seen = new Set<string>();
+  for (const n of nodes) {
+    const s = n.host?.ssh;
+    if (!s) continue;
+    const addr = s.host ?? n.host.address;
+    if (s.hostKey === undefined) out.push(`${n.path} (${addr})`);
+    if (s.bastion && s.bastion.hostKey === undefined && !seen.has(s.bastion.host)) {
+      seen.add(s.bastion.host);
+      out.push(`bastion ${s.bastion.host} (of ${n.path})`);
+    }
+  }
+  return out;
+}
+
+/**
+ * Register a node of `stack`; the first registration adds an aspect that, at synth, tells the user
+ * once per stack what Terraform will not protect: hosts whose SSH key is not pinned, and cluster
+ * secrets kept in a local state file.
+ */
+export function reportStackSecurity(stack: TerraformStack, node: NodeEntry): void {
+  const known = reported.get(stack);
+  if (known) { known.push(node); return; }
+  const nodes: NodeEntry[] = [node];
+  reported.set(stack, nodes);
+  const aspect: IAspect = {
+    visit(c: IConstruct) {
+      if (c !== stack) return;
+      const unpinned = unpinnedHosts(nodes);
+      if (unpinned.length && !requireHostKeys(stack)) {
+        Annotations.of(stack).addWarning(
+          `cdktf-k3s-kilo: SSH host keys not pinned, so Terraform does not verify these hosts and whoever intercepts the connection receives the cluster's tokens: ${unpinned.join(", ")}. ` +
+          `Pin them with host.ssh.hostKey and host.ssh.bastion.hostKey (README, "Pinning host keys"); set the context "${REQUIRE_HOST_KEYS_CONTEXT}": true to refuse unpinned hosts.`);
+      }
+      const backend = stack.node.findAll().find((b) => b instanceof TerraformBackend);
+      if (nodes.some((n) => n.server) && (!backend || backend instanceof LocalBackend)) {
+        Annotations.of(stack).addWarning(
+          "cdktf-k3s-kilo: this stack's state holds the cluster tokens and the admin kubeconfig, and it uses the local backend, " +
+          "which writes terraform.<stack>.tfstate with your umask (often world-readable, 0644). Run cdktf with umask 077, " +
+          "or configure an encrypted remote backend with access control.");
+      }
+    },
+  };
+  Aspects.of(stack).add(aspect);
 }

@@ -3,15 +3,15 @@
  * put K3s on it — a membership record that carries destroy-time cleanup, and an install step
  * that re-runs only when this node's K3s version or configuration changes.
  */
-import { dependable, ITerraformDependable, Lazy, SSHProvisionerConnection, TerraformStack } from "cdktf";
+import { dependable, Fn, ITerraformDependable, Lazy, SSHProvisionerConnection, TerraformStack } from "cdktf";
 import { Construct } from "constructs";
 import { connectionDescription, createTimeConnection } from "../host/connection";
-import { Host } from "../host/host";
+import { Host, REQUIRE_HOST_KEYS_CONTEXT } from "../host/host";
 import * as v from "../host/validate";
 import { renderK3sConfig, K3sConfig, MANAGED_KEYS } from "../render/k3s-config";
 import { InstallSettings, renderInstallScript, STAGED_CONFIG } from "../render/install-script";
 import { renderStagingScript } from "../render/shell";
-import { fingerprint, TerraformData, terraformLiteral } from "./internal";
+import { fingerprint, reportStackSecurity, requireHostKeys, TerraformData, terraformLiteral } from "./internal";
 import { K3S_DEFAULT_VERSION, K3S_INSTALL_SCRIPT_URL } from "../versions";
 
 /** The role of a node in the cluster. */
@@ -131,6 +131,7 @@ export abstract class K3sNode extends Construct {
     this.taints = props.taints ?? [];
     this.decommissioned = (props as { decommission?: boolean }).decommission === true;
     this.node.addValidation({ validate: () => this.validateNode(props) });
+    reportStackSecurity(this.stack, { path: this.node.path, host: props.host, server: role === NodeRole.SERVER });
   }
 
   /** The resource that installs K3s on this node; depend on it to run after the install. */
@@ -195,10 +196,12 @@ export abstract class K3sNode extends Construct {
     // A config given as a function is rendered at synth, once the whole cluster is known (the
     // first server of an HA cluster learns that others join it only after its constructor ran).
     const resolveConfig = (c: K3sConfig | (() => K3sConfig)) => (typeof c === "function" ? c() : c);
+    // Values only Terraform knows are encoded by Terraform: YAML-safe whatever they hold.
+    const renderYaml = (c: K3sConfig) => terraformLiteral(renderK3sConfig(c, (value) => Fn.jsonencode(value)));
     const script = renderInstallScript(settings);
     const configYaml = typeof config === "function"
-      ? Lazy.stringValue({ produce: () => terraformLiteral(renderK3sConfig(resolveConfig(config))) })
-      : terraformLiteral(renderK3sConfig(config));
+      ? Lazy.stringValue({ produce: () => renderYaml(resolveConfig(config)) })
+      : renderYaml(config);
     // A digest only: the config holds tokens, and triggers are stored in state in clear.
     const trigger = typeof fingerprintConfig === "function"
       ? Lazy.anyValue({ produce: () => fingerprint(`${script}\n${renderK3sConfig(resolveConfig(fingerprintConfig))}`) })
@@ -251,10 +254,14 @@ export abstract class K3sNode extends Construct {
       errors.push(`${where}: host.ssh is required: give at least { privateKeyPath } or { agent: true }`);
     } else {
       if (s.host !== undefined) err("host.ssh.host", v.checkAddress(s.host));
-      if (s.port !== undefined) err("host.ssh.port", v.checkPort(s.port));
+      if (s.port !== undefined) err("host.ssh.port", v.checkPortNumber(s.port));
       if (s.timeout !== undefined) err("host.ssh.timeout", v.checkDuration(s.timeout));
       if (s.hostKey !== undefined) err("host.ssh.hostKey", v.checkHostKey(s.hostKey));
-      if (s.scriptPath !== undefined) err("host.ssh.scriptPath", v.checkAbsolutePath(s.scriptPath));
+      if (s.scriptPath !== undefined) err("host.ssh.scriptPath", v.checkScriptPath(s.scriptPath));
+      if (s.privateKey !== undefined) {
+        err("host.ssh.privateKey", v.checkNotLiteralSecret(s.privateKey,
+          "pass a token instead (e.g. a TerraformVariable with sensitive: true, or another resource's key attribute), or use privateKeyPath or the SSH agent"));
+      }
       if (s.user !== undefined && !v.isToken(s.user) && !/^[a-z_][a-z0-9_.-]*\$?$/i.test(s.user)) {
         err("host.ssh.user", `"${s.user}" is not a valid login name`);
       }
@@ -263,12 +270,23 @@ export abstract class K3sNode extends Construct {
       }
       if (s.bastion) {
         err("host.ssh.bastion.host", v.checkAddress(s.bastion.host));
-        if (s.bastion.port !== undefined) err("host.ssh.bastion.port", v.checkPort(s.bastion.port));
+        if (s.bastion.port !== undefined) err("host.ssh.bastion.port", v.checkPortNumber(s.bastion.port));
         if (s.bastion.hostKey !== undefined) err("host.ssh.bastion.hostKey", v.checkHostKey(s.bastion.hostKey));
+        // Terraform < 1.16.0 and OpenTofu check the bastion against host_key (hashicorp/terraform#38318):
+        // a pinned node behind an unpinned bastion always fails there, and a pinned bastion alone is
+        // silently not checked. With both pinned, createTimeConnection emits a shape every version reads right.
+        if ((s.hostKey === undefined) !== (s.bastion.hostKey === undefined)) {
+          const [set, unset] = s.hostKey === undefined ? ["host.ssh.bastion.hostKey", "host.ssh.hostKey"] : ["host.ssh.hostKey", "host.ssh.bastion.hostKey"];
+          err(unset, `${set} is pinned but ${unset} is not; behind a bastion pin both hops or neither: Terraform before 1.16.0 and OpenTofu check the bastion against the node's host_key, so one pinned hop either always fails or is never checked there (fixed in Terraform 1.16.0). Set ${unset} too`);
+        }
       }
       if (s.privateKey !== undefined && s.privateKeyPath === undefined && s.agent !== true) {
         err("host.ssh", "privateKey (the key's content) reaches create-time steps only; destroy-time cleanup and the kubeconfig fetch read their connection from state, where no key may go. Also set privateKeyPath, or agent: true with the key loaded in your SSH agent");
       }
+    }
+    if (s && requireHostKeys(this)) {
+      if (s.hostKey === undefined) err("host.ssh.hostKey", `required: the context "${REQUIRE_HOST_KEYS_CONTEXT}" refuses hosts whose SSH key is not pinned (see README, "Pinning host keys")`);
+      if (s.bastion && s.bastion.hostKey === undefined) err("host.ssh.bastion.hostKey", `required: the context "${REQUIRE_HOST_KEYS_CONTEXT}" refuses bastions whose SSH key is not pinned`);
     }
     err("nodeName", v.checkNodeName(this.nodeName));
     err("version", v.checkK3sVersion(this.version));

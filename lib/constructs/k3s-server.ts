@@ -5,6 +5,7 @@
 import { Fn, Lazy, TerraformOutput, TerraformStack, Token } from "cdktf";
 import { Construct } from "constructs";
 import * as dataLocalCommand from "@cdktf/provider-local/lib/data-local-command";
+import * as dataLocalSensitiveFile from "@cdktf/provider-local/lib/data-local-sensitive-file";
 import * as sensitiveFile from "@cdktf/provider-local/lib/sensitive-file";
 import * as password from "@cdktf/provider-random/lib/password";
 import { connectionDescription, destroyTimeConnection } from "../host/connection";
@@ -295,6 +296,11 @@ export class K3sServer extends K3sNode {
     }
 
     // Read on every plan once the install has run: the kubeconfig can always be fetched again.
+    // local_command's stdout is not a sensitive attribute (and is logged at TRACE), so the program
+    // prints only public parts; the secret ones go to a 0600 file in a 0700 directory beside the
+    // directory under Terraform's working directory, read back through local_sensitive_file, whose
+    // content is sensitive.
+    const secretsFile = Fn.abspath(`.cdktf-k3s-kilo-secrets/${this.node.addr}.json`);
     const fetch = new dataLocalCommand.DataLocalCommand(this, "credentials", {
       command: "node",
       arguments: [FETCH_PROGRAM],
@@ -302,14 +308,20 @@ export class K3sServer extends K3sNode {
         ...connectionDescription(h),
         api_server_url: this.apiServerUrl,
         cluster_name: this.clusterName,
+        secrets_file: secretsFile,
       }),
       dependsOn: [this._installStep],
     });
+    const secrets = new dataLocalSensitiveFile.DataLocalSensitiveFile(this, "credentials-secrets", {
+      filename: Fn.lookup(Fn.jsondecode(fetch.stdout), "secrets_file", ""),
+      dependsOn: [fetch],
+    });
     const field = (name: string) => Fn.lookup(Fn.jsondecode(fetch.stdout), name, "");
-    this.kubeconfig = Fn.sensitive(field("kubeconfig"));
+    const secret = (name: string) => Fn.sensitive(Fn.lookup(Fn.jsondecode(secrets.content), name, ""));
+    this.kubeconfig = secret("kubeconfig");
     this.clusterCaCertificate = field("cluster_ca_certificate");
-    this.clientCertificate = Fn.sensitive(field("client_certificate"));
-    this.clientKey = Fn.sensitive(field("client_key"));
+    this.clientCertificate = secret("client_certificate");
+    this.clientKey = secret("client_key");
     this.caHash = field("ca_hash");
     this.agentJoinToken = Fn.sensitive(Fn.join("", ["K10", this.caHash, "::node:", this._agentTokenSecret]));
 

@@ -441,9 +441,9 @@ export interface KiloPeerOptions {
    */
   readonly persistentKeepaliveSeconds?: number;
   /**
-   * A preshared key (`wg genpsk`) for an extra symmetric layer. Pass it from a sensitive
-   * variable or secret store, not a literal; it is stored in Terraform state and in the Peer
-   * object, which anyone allowed to read Peers can read.
+   * A preshared key (`wg genpsk`) for an extra symmetric layer, as a token from a sensitive
+   * variable or secret store: a literal is refused (it would land in clear in cdk.tf.json). It is
+   * stored in Terraform state and in the Peer object, which anyone allowed to read Peers can read.
    * @default - none
    */
   readonly presharedKey?: string;
@@ -561,7 +561,10 @@ export class KiloPeers extends Construct {
       }
       if (p.publicKey === undefined) err("publicKey", "is required: the peer's `wg pubkey` output");
       else err("publicKey", checkWireguardKey(p.publicKey));
-      if (p.presharedKey !== undefined) err("presharedKey", checkWireguardKey(p.presharedKey));
+      if (p.presharedKey !== undefined) {
+        err("presharedKey", checkWireguardKey(p.presharedKey) ??
+          v.checkNotLiteralSecret(p.presharedKey, "pass it as a token, e.g. a TerraformVariable with sensitive: true or a secret store's data source"));
+      }
       if (!p.allowedIps || (!v.isToken(p.allowedIps) && p.allowedIps.length === 0)) {
         err("allowedIps", "give at least one CIDR, such as 10.5.0.1/32 for a single machine");
       }

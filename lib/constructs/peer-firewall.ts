@@ -3,7 +3,7 @@
  * lets in its peers on the ports their roles need, the admin networks on SSH (and the API on
  * servers), and nothing else. The rules are data (rulesFor) before they are shell.
  */
-import { Annotations, ITerraformDependable, TerraformStack } from "cdktf";
+import { Annotations, ITerraformDependable, TerraformLocal, TerraformStack } from "cdktf";
 import { Construct } from "constructs";
 import * as nullResource from "@cdktf/provider-null/lib/resource";
 import { createTimeConnection } from "../host/connection";
@@ -13,7 +13,7 @@ import {
   DEFAULT_KILO_SUBNET, DEFAULT_POD_CIDR, DEFAULT_SERVICE_CIDR, DEFAULT_WIREGUARD_PORT,
   FirewallCluster, FirewallNode, FirewallRule, NodeFirewallRule, nodeRuleSet, NodeRuleSet, Protocol, ruleSetText,
 } from "../render/firewall-rules";
-import { renderFirewallScript } from "../render/ufw-script";
+import { renderConvergeCall, renderConvergeProgram, renderSharedSources, sharedSources } from "../render/ufw-script";
 import { ensureProvider, fingerprint, terraformLiteral } from "./internal";
 import { missingMembers, serversOf } from "./cluster-checks";
 import { K3sNode, NodeRole } from "./k3s-node";
@@ -138,15 +138,22 @@ export class PeerFirewall extends Construct {
       rateLimitSsh: props.rateLimitSsh ?? false,
     };
 
+    for (const n of this.nodes) this.sets.set(n, nodeRuleSet(cluster, n.node.path));
+    // The converge program is the same on every node: one Terraform local holds it, with the
+    // cluster's peer addresses, and each node's step adds only its rules (compact JSON pointing
+    // into that list). Keeps the configuration and plans small.
+    const shared = sharedSources(cluster);
+    const program = this.nodes.length > 0
+      ? new TerraformLocal(this, "converge-program", terraformLiteral(renderConvergeProgram() + "\n" + renderSharedSources(shared)))
+      : undefined;
     for (const n of this.nodes) {
-      const set = nodeRuleSet(cluster, n.node.path);
-      this.sets.set(n, set);
+      const set = this.sets.get(n)!;
       const step = new nullResource.Resource(this, stepId(n), {
         // A digest of this node's rules and nothing else: no keys, no addresses in clear, and no
         // K3s settings, so only a change to this node's rules re-runs it.
         triggers: fingerprint(ruleSetText(set)),
         connection: createTimeConnection(n.host),
-        provisioners: [{ type: "remote-exec", inline: [terraformLiteral(renderFirewallScript(set))] }],
+        provisioners: [{ type: "remote-exec", inline: [program!.asString, terraformLiteral(renderConvergeCall(set, shared))] }],
       });
       this.steps.set(n, step);
       // Ordering only: the firewall is up before K3s listens; a firewall change never re-installs.

@@ -5,14 +5,17 @@
  * copy, or state used from another machine, gets it back.
  *
  * stdin:  FetchRequest as JSON (no secrets: a key *path* at most)
- * stdout: FetchResult as JSON
+ * stdout: FetchOutput as JSON — public parts only: `local_command`'s stdout is not a sensitive
+ *         attribute, and the provider logs it at TRACE
+ * secrets_file: FetchSecrets as JSON, mode 0600 in a 0700 directory, which the stack reads with a
+ *         `local_sensitive_file` data source (a sensitive attribute)
  */
 import { spawnSync } from "child_process";
 import { createHash } from "crypto";
-import { mkdtempSync, rmSync, writeFileSync } from "fs";
+import { chmodSync, mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from "fs";
 import { tmpdir } from "os";
-import { join } from "path";
-import { parse, stringify } from "yaml";
+import { dirname, join } from "path";
+import { parse, stringify, YAMLParseError } from "yaml";
 
 export interface FetchRequest {
   readonly host: string;
@@ -31,6 +34,23 @@ export interface FetchRequest {
   /** The host's SSH timeout as Terraform writes it ("30s", "2m", "1h30m"). */
   readonly timeout?: string;
   readonly connect_timeout_seconds?: number;
+  /** Where the secret parts go (absolute path; its directory is created 0700). */
+  readonly secrets_file?: string;
+}
+
+/** What the program prints: nothing secret. */
+export interface FetchOutput {
+  readonly ca_hash: string;
+  readonly api_server_url: string;
+  readonly cluster_ca_certificate: string;
+  readonly secrets_file: string;
+}
+
+/** What goes into secrets_file. */
+export interface FetchSecrets {
+  readonly kubeconfig: string;
+  readonly client_certificate: string;
+  readonly client_key: string;
 }
 
 export interface FetchResult {
@@ -68,26 +88,33 @@ function q(s: string): string {
   return `'${s.replace(/'/g, "'\\''")}'`;
 }
 
-/** The ssh client's arguments (without the remote command). */
+/**
+ * The ssh client's arguments (without the remote command). `knownHostsFile` holds the pinned keys;
+ * each hop whose key is pinned is checked strictly against it, and a hop without a pinned key is
+ * trusted on first use (recorded in ~/.ssh/known_hosts). `-F /dev/null`: the user's ~/.ssh/config
+ * (ForwardAgent, ProxyCommand, other hosts' settings) never applies; `--` ends the options.
+ */
 export function sshArgs(r: FetchRequest, knownHostsFile: string | undefined): string[] {
   const timeout = connectTimeout(r);
-  const common = (key?: string) => [
+  const common = (key: string | undefined, pinned: boolean) => [
+    "-F", "/dev/null",
     "-o", "BatchMode=yes",
     "-o", `ConnectTimeout=${timeout}`,
     "-o", "ServerAliveInterval=10",
     "-o", "ServerAliveCountMax=3",
-    ...(knownHostsFile
+    "-o", "ForwardAgent=no",
+    ...(pinned && knownHostsFile
       ? ["-o", `UserKnownHostsFile=${knownHostsFile}`, "-o", "StrictHostKeyChecking=yes", "-o", "GlobalKnownHostsFile=/dev/null"]
       : ["-o", "StrictHostKeyChecking=accept-new"]),
     ...(key ? ["-i", expandHome(key), "-o", "IdentitiesOnly=yes"] : []),
   ];
-  const args = [...common(r.private_key_path), "-p", String(r.port)];
+  const args = [...common(r.private_key_path, !!r.host_key), "-p", String(r.port)];
   if (r.bastion_host) {
-    const jump = ["ssh", ...common(r.bastion_private_key_path ?? r.private_key_path),
-      "-p", String(r.bastion_port ?? 22), "-W", "%h:%p", "-l", r.bastion_user ?? r.user, r.bastion_host];
+    const jump = ["ssh", ...common(r.bastion_private_key_path ?? r.private_key_path, !!r.bastion_host_key),
+      "-p", String(r.bastion_port ?? 22), "-W", "%h:%p", "-l", r.bastion_user ?? r.user, "--", r.bastion_host];
     args.push("-o", `ProxyCommand=${jump.map((a) => (a === "%h:%p" ? a : q(a))).join(" ")}`);
   }
-  args.push("-l", r.user, r.host);
+  args.push("-l", r.user, "--", r.host);
   return args;
 }
 
@@ -99,7 +126,14 @@ const REMOTE_COMMAND = "if [ \"$(id -u)\" -eq 0 ]; then cat /etc/rancher/k3s/k3s
  * one cluster, user and context, named after the cluster, pointing at the public API URL.
  */
 export function rewriteKubeconfig(raw: string, apiServerUrl: string, clusterName: string): FetchResult {
-  const doc = parse(raw);
+  let doc: any;
+  try {
+    doc = parse(raw);
+  } catch (e) {
+    // The parser's message quotes the offending text, which may be key material: position only.
+    const pos = e instanceof YAMLParseError ? e.linePos?.[0] : undefined;
+    throw new Error(`the server's /etc/rancher/k3s/k3s.yaml is not valid YAML${pos ? ` (line ${pos.line}, column ${pos.col})` : ""}`);
+  }
   const cluster = doc?.clusters?.[0]?.cluster;
   const user = doc?.users?.[0]?.user;
   if (!cluster?.["certificate-authority-data"] || !user?.["client-certificate-data"] || !user?.["client-key-data"]) {
@@ -132,13 +166,12 @@ export function fetchKubeconfig(r: FetchRequest): FetchResult {
   const dir = mkdtempSync(join(tmpdir(), "cdktf-k3s-kilo-"));
   try {
     let knownHosts: string | undefined;
-    if (r.host_key || r.bastion_host_key) {
+    if (r.host_key || (r.bastion_host && r.bastion_host_key)) {
       knownHosts = join(dir, "known_hosts");
       let lines = "";
       if (r.host_key) lines += knownHostsLine(r.host, r.port, r.host_key);
       if (r.bastion_host && r.bastion_host_key) lines += knownHostsLine(r.bastion_host, r.bastion_port ?? 22, r.bastion_host_key);
       writeFileSync(knownHosts, lines, { mode: 0o600 });
-      if (!r.host_key) knownHosts = undefined; // only the bastion is pinned: see README
     }
     const timeout = (connectTimeout(r) + 60) * 1000;
     const res = spawnSync("ssh", [...sshArgs(r, knownHosts), REMOTE_COMMAND], { encoding: "utf8", timeout, maxBuffer: 4 << 20 });
@@ -154,13 +187,31 @@ export function fetchKubeconfig(r: FetchRequest): FetchResult {
   }
 }
 
+/**
+ * Write the secret parts to `path` (mode 0600; its directory 0700, created if missing), replacing
+ * the previous file atomically, and return what may be printed.
+ */
+export function writeSecrets(path: string, result: FetchResult): FetchOutput {
+  const dir = dirname(path);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  chmodSync(dir, 0o700);
+  const secrets: FetchSecrets = { kubeconfig: result.kubeconfig, client_certificate: result.client_certificate, client_key: result.client_key };
+  const tmp = `${path}.${process.pid}.tmp`;
+  writeFileSync(tmp, JSON.stringify(secrets), { mode: 0o600 });
+  chmodSync(tmp, 0o600);
+  renameSync(tmp, path);
+  return { ca_hash: result.ca_hash, api_server_url: result.api_server_url, cluster_ca_certificate: result.cluster_ca_certificate, secrets_file: path };
+}
+
 function main(): void {
   let input = "";
   process.stdin.setEncoding("utf8");
   process.stdin.on("data", (c) => (input += c));
   process.stdin.on("end", () => {
     try {
-      process.stdout.write(JSON.stringify(fetchKubeconfig(JSON.parse(input))));
+      const request: FetchRequest = JSON.parse(input);
+      if (!request.secrets_file || !request.secrets_file.startsWith("/")) throw new Error("secrets_file (an absolute path) is required");
+      process.stdout.write(JSON.stringify(writeSecrets(request.secrets_file, fetchKubeconfig(request))));
     } catch (e) {
       process.stderr.write(`cdktf-k3s-kilo: fetching the kubeconfig: ${(e as Error).message}\n`);
       process.exit(1);

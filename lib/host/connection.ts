@@ -3,7 +3,7 @@
  * key-free connection description that destroy-time steps and the kubeconfig fetch read back
  * from state.
  */
-import { Fn, SSHProvisionerConnection } from "cdktf";
+import { Fn, SSHProvisionerConnection, Token } from "cdktf";
 import { Host } from "./host";
 
 /** Terraform's connection default is 5m; two minutes is plenty for a host that is up. */
@@ -23,6 +23,42 @@ export function sshHost(host: Host): string {
 }
 
 /**
+ * A public key no SSH server can present as its host key (a FIDO security-key type with an all-zero
+ * key), used as the first line of the known_hosts text below. Built at run time; it is not a secret.
+ */
+function placeholderKey(): string {
+  const str = (b: Buffer) => { const l = Buffer.alloc(4); l.writeUInt32BE(b.length); return Buffer.concat([l, b]); };
+  const blob = Buffer.concat([str(Buffer.from("sk-ssh-ed25519@openssh.com")), str(Buffer.alloc(32)), str(Buffer.from("ssh:"))]);
+  return `sk-ssh-ed25519@openssh.com ${blob.toString("base64")}`;
+}
+
+function portText(port: string | number): string {
+  return typeof port === "number" ? (Token.isUnresolved(port) ? Token.asString(port) : String(port)) : port;
+}
+
+/**
+ * The `host_key` (and `bastion_host_key`) of a connection through a pinned bastion.
+ *
+ * Terraform before 1.16.0 (hashicorp/terraform#38318) and OpenTofu (through 1.12) check the bastion
+ * against `host_key`, not `bastion_host_key`, so one pinned key cannot match both hops. Every
+ * version writes the value into a temporary known_hosts file as `@cert-authority <host>:<port>
+ * <value>` and matches by address, so this value is a small known_hosts text: a first key of a
+ * type no server offers (it completes Terraform's line), then one line per hop, `[host]:port key`.
+ * Each hop then finds exactly its own key, on old and fixed versions alike (communicator/ssh
+ * provisioner.go buildSSHClientConfig; golang.org/x/crypto ssh/knownhosts checkAddr).
+ */
+export function pinnedHopsKnownHosts(
+  host: string, port: string | number, hostKey: string,
+  bastionHost: string, bastionPort: string | number, bastionHostKey: string,
+): string {
+  return [
+    placeholderKey(),
+    `[${host}]:${portText(port)} ${hostKey}`,
+    `[${bastionHost}]:${portText(bastionPort)} ${bastionHostKey}`,
+  ].join("\n");
+}
+
+/**
  * The connection block for create-time provisioners. Terraform never stores connection blocks
  * in state, so key content is allowed here.
  */
@@ -30,6 +66,10 @@ export function createTimeConnection(host: Host): SSHProvisionerConnection {
   const s = host.ssh;
   const b = s.bastion;
   const bastionKey = b?.privateKeyPath ?? s.privateKeyPath;
+  // Both hops pinned (validation refuses one without the other): see pinnedHopsKnownHosts.
+  const hops = b && s.hostKey !== undefined && b.hostKey !== undefined
+    ? pinnedHopsKnownHosts(sshHost(host), s.port ?? 22, s.hostKey, b.host, b.port ?? 22, b.hostKey)
+    : undefined;
   return {
     type: "ssh",
     host: sshHost(host),
@@ -38,13 +78,13 @@ export function createTimeConnection(host: Host): SSHProvisionerConnection {
     timeout: s.timeout ?? DEFAULT_SSH_TIMEOUT,
     privateKey: s.privateKey ?? (s.privateKeyPath !== undefined ? keyFile(s.privateKeyPath) : undefined),
     agent: usesAgent(host) ? "true" : "false",
-    hostKey: s.hostKey,
+    hostKey: hops ?? s.hostKey,
     scriptPath: s.scriptPath,
     bastionHost: b?.host,
     bastionPort: b ? b.port ?? 22 : undefined,
     bastionUser: b ? b.user ?? s.user ?? "root" : undefined,
     bastionPrivateKey: b ? (bastionKey !== undefined ? keyFile(bastionKey) : s.privateKey) : undefined,
-    bastionHostKey: b?.hostKey,
+    bastionHostKey: hops ?? b?.hostKey,
   };
 }
 
@@ -96,7 +136,11 @@ export function destroyTimeConnection(host: Host, prefix = ""): Record<string, u
   } else {
     c.agent = true;
   }
-  if (`${prefix}host_key` in d) c.host_key = ref("host_key");
+  const bothPinned = `${prefix}host_key` in d && `${prefix}bastion_host_key` in d;
+  const hops = bothPinned
+    ? pinnedHopsKnownHosts(ref("host"), ref("port"), ref("host_key"), ref("bastion_host"), ref("bastion_port"), ref("bastion_host_key"))
+    : undefined;
+  if (`${prefix}host_key` in d) c.host_key = hops ?? ref("host_key");
   if (`${prefix}script_path` in d) c.script_path = ref("script_path");
   if (`${prefix}bastion_host` in d) {
     c.bastion_host = ref("bastion_host");
@@ -105,7 +149,7 @@ export function destroyTimeConnection(host: Host, prefix = ""): Record<string, u
     if (`${prefix}bastion_private_key_path` in d) {
       c.bastion_private_key = `\${file(pathexpand(self.input.${prefix}bastion_private_key_path))}`;
     }
-    if (`${prefix}bastion_host_key` in d) c.bastion_host_key = ref("bastion_host_key");
+    if (`${prefix}bastion_host_key` in d) c.bastion_host_key = hops ?? ref("bastion_host_key");
   }
   return c;
 }

@@ -4,6 +4,13 @@
  */
 
 /**
+ * The cdktf context key of the strict host-key mode: with `"cdktf-k3s-kilo:requireHostKeys": true`
+ * (in cdktf.json's `context`, or `app.node.setContext`), synth refuses every node and bastion
+ * whose SSH host key is not pinned. Without it, synth warns once per stack, listing them.
+ */
+export const REQUIRE_HOST_KEYS_CONTEXT = "cdktf-k3s-kilo:requireHostKeys";
+
+/**
  * A jump host that SSH goes through to reach a node (ProxyJump).
  */
 export interface SshBastion {
@@ -25,8 +32,9 @@ export interface SshBastion {
    */
   readonly privateKeyPath?: string;
   /**
-   * Pinned public host key of the jump host (`ssh-ed25519 AAAA…`).
-   * @default - the jump host's key is not verified
+   * Pinned public host key of the jump host (`ssh-ed25519 AAAA…`), literal or a token. Pin it
+   * together with the node's `hostKey` (both hops or neither).
+   * @default - the jump host's key is not verified (listed in a synth warning)
    */
   readonly hostKey?: string;
 }
@@ -47,7 +55,7 @@ export interface SshConnection {
    */
   readonly user?: string;
   /**
-   * SSH port.
+   * SSH port (a number; a string such as "22" is refused).
    * @default 22
    */
   readonly port?: number;
@@ -64,8 +72,10 @@ export interface SshConnection {
    */
   readonly privateKeyPath?: string;
   /**
-   * The private key itself. Used by create-time provisioners only (never stored in state);
-   * destroy-time steps and the kubeconfig fetch use `privateKeyPath` or the SSH agent instead.
+   * The private key itself, as a Terraform token (e.g. a TerraformVariable with `sensitive: true`):
+   * a literal key is refused, because it would be written in clear into cdk.tf.json and saved plans.
+   * Used by create-time provisioners only (never stored in state); destroy-time steps and the
+   * kubeconfig fetch use `privateKeyPath` or the SSH agent instead.
    * @default - none
    */
   readonly privateKey?: string;
@@ -75,9 +85,12 @@ export interface SshConnection {
    */
   readonly agent?: boolean;
   /**
-   * Pinned public host key of the node (`ssh-ed25519 AAAA…`). Strongly recommended on the
-   * public Internet: without it the first connection is trusted.
-   * @default - the host key is not verified by Terraform
+   * Pinned public host key of the node (`ssh-ed25519 AAAA…`), literal or a Terraform token (e.g.
+   * from the resource that generated it). Strongly recommended on the public Internet: without it
+   * Terraform does not check the host at all, and synth warns. Pin the key type Terraform
+   * negotiates: ECDSA when the server has an ECDSA key, so give a server one host key, or pin that one.
+   * Behind a bastion, pin both hops or neither.
+   * @default - the host key is not verified by Terraform (listed in a synth warning)
    */
   readonly hostKey?: string;
   /**
@@ -86,7 +99,10 @@ export interface SshConnection {
    */
   readonly bastion?: SshBastion;
   /**
-   * Where Terraform uploads remote scripts. Set it on hosts whose /tmp is mounted noexec.
+   * Where Terraform uploads remote scripts: an absolute path of letters, digits, `.`, `_`, `-`
+   * and `/` containing `%RAND%`. Set it on hosts whose /tmp is mounted noexec, and on hosts with
+   * untrusted local users: Terraform makes the uploaded script world-writable (0777) while it
+   * runs, so put it in a directory only the login user can enter (e.g. /root/.cache/terraform_%RAND%.sh).
    * @default "/tmp/terraform_%RAND%.sh" (Terraform's default)
    */
   readonly scriptPath?: string;

@@ -158,6 +158,28 @@ function addressWithPort(value: string): string | undefined {
   return undefined;
 }
 
+/** A port given as a number (a string such as "22" is refused, unless it is a Terraform token). */
+export function checkPortNumber(value: unknown): string | undefined {
+  if (isToken(value)) return undefined;
+  if (typeof value !== "number") return `${JSON.stringify(value)} is a ${typeof value}; give the port as a number, e.g. port: ${Number.parseInt(String(value), 10) || 22}`;
+  return checkPort(value);
+}
+
+/**
+ * Where Terraform uploads a remote script. Terraform runs it unquoted (`chmod 0777 PATH && PATH`), so
+ * only plain path characters are allowed, and parallel steps on one host need Terraform's `%RAND%`.
+ */
+export function checkScriptPath(value: string): string | undefined {
+  if (isToken(value)) return undefined;
+  if (!/^\/(?:[A-Za-z0-9._/-]|%RAND%)+$/.test(value)) {
+    return `"${value}" must be an absolute path of letters, digits, ".", "_", "-" and "/" (Terraform runs it unquoted), with %RAND% in the file name, e.g. /var/tmp/terraform_%RAND%.sh`;
+  }
+  if (!value.includes("%RAND%")) {
+    return `"${value}" must contain %RAND%: steps that run at the same time on one host would otherwise overwrite each other's script (e.g. ${value.replace(/(\.sh)?$/, "_%RAND%$1")})`;
+  }
+  return undefined;
+}
+
 /**
  * Ranges a node's public `address` can never be: other nodes and clients could not reach it there.
  * Private ranges are allowed (a lab, or nodes that share a private network).
@@ -173,4 +195,13 @@ export function checkNodeAddress(value: string): string | undefined {
     case "ipv4Mapped": return `"${value}" is an IPv4 address in IPv6 form; write it as ${(ip as ipaddr.IPv6).toIPv4Address().toString()}`;
     default: return undefined;
   }
+}
+
+/**
+ * Key material given literally: it would be written in clear into cdk.tf.json (and saved plans).
+ * Tokens (a sensitive TerraformVariable, another resource's attribute) pass.
+ */
+export function checkNotLiteralSecret(value: string, alternative: string): string | undefined {
+  if (isToken(value)) return undefined;
+  return `a literal key would be written in clear into cdk.tf.json and every saved plan; ${alternative}`;
 }

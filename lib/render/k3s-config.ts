@@ -99,10 +99,27 @@ export function agentConfig(s: AgentSettings): K3sConfig {
   return withExtra({ server: s.serverUrl, token: s.token, ...nodeConfig(s) }, s.extraConfig);
 }
 
-/** Render a config as YAML. Strings are double-quoted so no value is read as another type. */
-export function renderK3sConfig(config: K3sConfig): string {
+/** cdktf's marker for a string value only Terraform knows (`${TfToken[TOKEN.n]}`). */
+const TOKEN_MARKER = /\$\{TfToken\[[A-Z]+\.\d+\]\}/;
+
+/**
+ * Render a config as YAML. Strings are double-quoted so no value is read as another type.
+ *
+ * A string that holds a Terraform value (a token: a generated secret, another resource's address,
+ * a variable) is only known at apply time, so YAML quoting at synth cannot protect it. It is handed
+ * to `encode`, which must return text that becomes one YAML-safe scalar for any value; the
+ * constructs pass Terraform's `jsonencode()` (a JSON string is a valid YAML double-quoted scalar).
+ */
+export function renderK3sConfig(config: K3sConfig, encode: (value: string) => string = (v) => JSON.stringify(v)): string {
+  const late: string[] = [];
+  const placeholder = (v: string) => { late.push(v); return `@@cdktf-k3s-kilo-value-${late.length - 1}@@`; };
+  const swap = (v: unknown): unknown =>
+    typeof v === "string" && TOKEN_MARKER.test(v) ? placeholder(v) : Array.isArray(v) ? v.map(swap) : v;
+  const data: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(config)) data[k] = swap(v);
+  const yaml = stringify(data, { lineWidth: 0, defaultStringType: "QUOTE_DOUBLE", defaultKeyType: "PLAIN" });
   return "# Managed by cdktf-k3s-kilo; changes here are overwritten on the next deploy.\n" +
-    stringify(config, { lineWidth: 0, defaultStringType: "QUOTE_DOUBLE", defaultKeyType: "PLAIN" });
+    yaml.replace(/"@@cdktf-k3s-kilo-value-(\d+)@@"/g, (_m, i) => encode(late[Number(i)]));
 }
 
 function dedupe(values: string[]): string[] {

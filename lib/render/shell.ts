@@ -15,7 +15,9 @@ export const STAGING_DIR = `${STATE_DIR}/staging`;
  */
 export function shq(value: string | number | boolean): string {
   const s = String(value);
-  if (Token.isUnresolved(s)) return `'${Fn.replace(s, "'", "'\\''")}'`;
+  // cdktf writes Fn arguments into the HCL expression without escaping backslashes, and HCL has no
+  // \' escape: the replacement '\'' must reach Terraform as "'\\''" (terraform validate refuses "'\''").
+  if (Token.isUnresolved(s)) return `'${Fn.replace(s, "'", "'\\\\''")}'`;
   return `'${s.replace(/'/g, "'\\''")}'`;
 }
 

@@ -7,22 +7,22 @@
  * operator's own). The hash covers the rule's words after Terraform has filled in every value, so
  * a peer whose address changes gets a new rule and its old one is deleted.
  */
+import { readFileSync } from "fs";
+import { join } from "path";
+import { Fn, Token } from "cdktf";
 import { scriptHeader, shq } from "./shell";
-import { NodeRuleSet, ruleWords, TAG_PREFIX } from "./firewall-rules";
+import { FIREWALL_DEFAULTS, FirewallCluster, NodeRuleSet, ruleWords, TAG_PREFIX } from "./firewall-rules";
 
 /** ufw's policy words for iptables targets, as written in /etc/default/ufw. */
 const POLICY_TARGET: Record<string, string> = { deny: "DROP", allow: "ACCEPT", reject: "REJECT" };
 
-export function renderFirewallScript(set: NodeRuleSet): string {
-  const d = set.defaults;
-  return [
-    scriptHeader(`converge the host firewall (ufw) of node ${set.node.replace(/[^A-Za-z0-9_.-]/g, "?")} to its peer set`),
+/** Make sure ufw is installed (Debian/Ubuntu) and run it untranslated from sbin: both paths start so. */
+const UFW_PREAMBLE = [
     "# ufw and iptables live in sbin, which a non-login SSH session may not have on its PATH.",
     "PATH=/usr/local/sbin:/usr/sbin:/sbin:$PATH",
     "# ufw's messages are parsed below; keep them untranslated.",
     "LC_ALL=C",
     "export PATH LC_ALL",
-    `TAG_PREFIX=${shq(TAG_PREFIX)}`,
     "",
     "if ! command -v ufw >/dev/null 2>&1; then",
     "  if command -v apt-get >/dev/null 2>&1; then",
@@ -37,6 +37,18 @@ export function renderFirewallScript(set: NodeRuleSet): string {
     "fi",
     "command -v ufw >/dev/null 2>&1 || fail \"ufw is still missing after installing it\"",
     "",
+];
+
+/**
+ * The per-rule path: one `ufw` process per missing rule and per stale rule (~150 ms each). Kept
+ * as the baseline the batched converge is measured and compared against (bench, host tests).
+ */
+export function renderFirewallScript(set: NodeRuleSet): string {
+  const d = set.defaults;
+  return [
+    scriptHeader(`converge the host firewall (ufw) of node ${set.node.replace(/[^A-Za-z0-9_.-]/g, "?")} to its peer set`),
+    ...UFW_PREAMBLE,
+    `TAG_PREFIX=${shq(TAG_PREFIX)}`,
     "# The rules ufw holds, active or not: one `ufw ...` line per rule, ours ending in our tag.",
     "added=$(ufw show added) || fail \"could not list ufw's rules (ufw show added)\"",
     "wanted=''",
@@ -107,4 +119,178 @@ export function renderFirewallScript(set: NodeRuleSet): string {
     "log \"firewall converged ($changes change(s))\"",
     "",
   ].join("\n");
+}
+
+/**
+ * The batched converge, shared by every node: the text is the same for all of them (PeerFirewall
+ * emits it once, as a Terraform local), and only the rule data appended by renderConvergeCall
+ * differs. ufw's own Python modules merge the node's tagged rules into ufw's rules files and the
+ * result is applied once (ufw-converge.py says how); default policies and enabling go through the
+ * `ufw` command as on the per-rule path, only when they differ.
+ */
+export function renderConvergeProgram(): string {
+  return [
+    scriptHeader("converge the host firewall (ufw) to this node's rule set, given at the end of this script"),
+    ...UFW_PREAMBLE,
+    "ufw_bin=$(command -v ufw)",
+    "# The interpreter ufw runs with (its #! line) is the one that has ufw's Python modules.",
+    "ufw_py=$(sed -n '1s/^#![[:space:]]*\\([^[:space:]]*\\).*/\\1/p' \"$ufw_bin\")",
+    "if [ ! -x \"${ufw_py:-/nonexistent}\" ]; then",
+    "  ufw_py=$(command -v python3) || fail \"ufw's Python interpreter was not found (looked at the first line of $ufw_bin, then for python3)\"",
+    "fi",
+    "CONVERGE_PY=$(cat <<'CDKTF_K3S_KILO_PY'",
+    CONVERGE_PY_TEXT().replace(/\n+$/, ""),
+    "CDKTF_K3S_KILO_PY",
+    ")",
+    "",
+    ...SET_DEFAULT_FUNCTION,
+    "# converge_firewall: converge ufw to the rules (JSON, see ufw-converge.py) read on stdin.",
+    "converge_firewall() {",
+    "  changes=0",
+    "  # The program reports its own errors (with the rule or the file at fault) and changes nothing then.",
+    "  \"$ufw_py\" -c \"$CONVERGE_PY\" \"$ufw_bin\" \"${FIREWALL_SHARED_SOURCES:-[]}\" || exit 1",
+    ...DEFAULTS_BODY(),
+    "  if ! grep -q '^ENABLED=yes' /etc/ufw/ufw.conf; then",
+    "    ufw --force enable >/dev/null || fail \"could not enable ufw\"",
+    "    log \"ufw enabled\"",
+    "    changes=$((changes + 1))",
+    "    ufw status | grep -q '^Status: active' || fail \"ufw is not active after enabling it\"",
+    "  fi",
+    "  log \"firewall converged ($changes change(s) besides the rules)\"",
+    "}",
+    "",
+  ].join("\n");
+}
+
+/** The program ufw-converge.py, shipped next to this file (read once, when first rendered). */
+let convergePy: string | undefined;
+function CONVERGE_PY_TEXT(): string {
+  convergePy ??= readFileSync(join(__dirname, "ufw-converge.py"), "utf8");
+  return convergePy;
+}
+
+const SET_DEFAULT_FUNCTION = [
+  "# Default policies, changed only when they differ (each change reloads ufw).",
+  "set_default() {",
+  "  if ! grep -q \"^DEFAULT_$1_POLICY=\\\"$2\\\"\" /etc/default/ufw; then",
+  "    ufw default \"$3\" \"$4\" >/dev/null || fail \"could not set ufw's default $4 policy\"",
+  "    log \"default policy: $3 $4\"",
+  "    changes=$((changes + 1))",
+  "  fi",
+  "}",
+  "",
+];
+
+/** Every node has the same defaults (FIREWALL_DEFAULTS); the shared program says them once. */
+function DEFAULTS_BODY(): string[] {
+  const d = FIREWALL_DEFAULTS;
+  return [
+    `  set_default INPUT ${POLICY_TARGET[d.incoming]} ${d.incoming} incoming`,
+    `  set_default OUTPUT ${POLICY_TARGET[d.outgoing]} ${d.outgoing} outgoing`,
+    `  set_default FORWARD ${POLICY_TARGET[d.routed]} ${d.routed} routed`,
+  ];
+}
+
+/** One word of a rule as a JSON string; a Terraform value is encoded by Terraform (jsonencode). */
+function jsonWord(word: string): string {
+  return Token.isUnresolved(word) ? `${Fn.jsonencode(word)}` : JSON.stringify(word);
+}
+
+/**
+ * One node's rules as compact JSON for the converge program: runs of rules that differ only in
+ * their source become one entry whose source is an index into `sources`, and a node's identical
+ * source lists (its peers' addresses, for WireGuard, kubelet and the API) are written once.
+ */
+export function renderRuleData(set: NodeRuleSet, shared: string[] = []): string {
+  const words = set.rules.map(ruleWords);
+  const sources: string[][] = [];
+  const sourceIndex = new Map<string, number>();
+  const entries: string[] = [];
+  const templateOf = (w: string[]) => {
+    const f = w.indexOf("from") + 1;
+    return JSON.stringify([...w.slice(0, f), null, ...w.slice(f + 1)]);
+  };
+  for (let i = 0; i < words.length;) {
+    const w = words[i];
+    const f = w.indexOf("from") + 1;
+    const key = templateOf(w);
+    let j = i + 1;
+    while (j < words.length && templateOf(words[j]) === key) j++;
+    if (j - i === 1) {
+      entries.push(`[${w.map(jsonWord).join(",")}]`);
+    } else {
+      const list = words.slice(i, j).map((x) => x[f]);
+      const listKey = JSON.stringify(list);
+      let n = sourceIndex.get(listKey);
+      if (n === undefined) {
+        n = sources.length;
+        sources.push(list);
+        sourceIndex.set(listKey, n);
+      }
+      entries.push(`[${[...w.slice(0, f).map(jsonWord), String(n), ...w.slice(f + 1).map(jsonWord)].join(",")}]`);
+    }
+    i = j;
+  }
+  const sourceText = (l: string[]) => {
+    const except = skippedIndices(shared, l);
+    return except !== undefined ? `{"shared":[${except.join(",")}]}` : `[${l.map(jsonWord).join(",")}]`;
+  };
+  return `{"sources":[${sources.map(sourceText).join(",")}],"rules":[${entries.join(",")}]}`;
+}
+
+/**
+ * When `list` is `shared` with a few entries left out (a node's peers: every node but itself),
+ * the indices left out; otherwise undefined. Lets every node's data point into one list.
+ */
+function skippedIndices(shared: string[], list: string[]): number[] | undefined {
+  if (shared.length === 0 || list.length < 2) return undefined;
+  const skipped: number[] = [];
+  let j = 0;
+  for (let i = 0; i < shared.length; i++) {
+    if (j < list.length && shared[i] === list[j]) j++;
+    else skipped.push(i);
+  }
+  return j === list.length && skipped.length <= list.length ? skipped : undefined;
+}
+
+/**
+ * The source list the nodes' data can point into (see renderRuleData): every node's addresses, in
+ * the cluster's order, so a node's peers are this list without its own.
+ */
+export function sharedSources(cluster: FirewallCluster): string[] {
+  return [...new Set(cluster.nodes.flatMap((n) => (n.privateAddress !== undefined ? [n.address, n.privateAddress] : [n.address])))];
+}
+
+/**
+ * The shared source list as a script line (part of the shared Terraform value): a quoted
+ * here-document the converge program reads.
+ */
+export function renderSharedSources(shared: string[]): string {
+  return [
+    "FIREWALL_SHARED_SOURCES=$(cat <<'CDKTF_K3S_KILO_SOURCES'",
+    `[${shared.map(jsonWord).join(",")}]`,
+    "CDKTF_K3S_KILO_SOURCES",
+    ")",
+    "",
+  ].join("\n");
+}
+
+/**
+ * The node's part of the batched script, run after renderConvergeProgram's text: its rules as a
+ * quoted here-document. A value from Terraform is JSON-encoded, so it holds no newline and cannot
+ * end the here-document or reach the shell.
+ */
+export function renderConvergeCall(set: NodeRuleSet, shared: string[] = []): string {
+  return [
+    `# the rules of node ${set.node.replace(/[^A-Za-z0-9_./-]/g, "?")}`,
+    "converge_firewall <<'CDKTF_K3S_KILO_RULES'",
+    renderRuleData(set, shared),
+    "CDKTF_K3S_KILO_RULES",
+    "",
+  ].join("\n");
+}
+
+/** The whole batched script of one node (what Terraform runs: the shared program, then the call). */
+export function renderBatchedFirewallScript(set: NodeRuleSet, shared: string[] = []): string {
+  return renderConvergeProgram() + "\n" + (shared.length ? renderSharedSources(shared) + "\n" : "") + renderConvergeCall(set, shared);
 }

@@ -14,7 +14,8 @@
  * One TLS key and certificate (SAN DNS:localhost, as go-plugin's AutoMTLS requires) are generated
  * here per test run with the openssl CLI and handed to every provider process through
  * STANDIN_PROVIDER_TLS_DIR: generating a key in each of the 4–9 provider processes Terraform starts
- * per command would cost ~200 ms each. Never committed; removed with the temp dir.
+ * per command would cost ~200 ms each. Never committed; removed with the temp dir. Likewise the
+ * stand-ins' .proto files are converted to JSON once (STANDIN_PROVIDER_PROTO_JSON).
  */
 import { execFileSync } from "child_process";
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "fs";
@@ -42,7 +43,7 @@ export interface TerraformEnv {
   readonly providers: readonly StandinProvider[];
   /**
    * Environment for `terraform`: process.env plus TF_CLI_CONFIG_FILE, CHECKPOINT_DISABLE=1,
-   * TF_IN_AUTOMATION=1 and STANDIN_PROVIDER_TLS_DIR.
+   * TF_IN_AUTOMATION=1, STANDIN_PROVIDER_TLS_DIR and STANDIN_PROVIDER_PROTO_JSON.
    */
   readonly env: Record<string, string>;
 }
@@ -78,6 +79,11 @@ function build(): TerraformEnv {
   const tlsDir = join(dir, "tls");
   mkdirSync(tlsDir, { mode: 0o700 });
   generateCert(tlsDir);
+  // The stand-ins' .proto files as protobufjs JSON: each provider process skips parsing them.
+  const protoJsonFile = join(dir, "proto.json");
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { protoJson } = require(join(STANDIN_DIR, "lib", "proto.js")) as { protoJson(): object };
+  writeFileSync(protoJsonFile, JSON.stringify(protoJson()));
 
   const cliConfigFile = join(dir, "terraform.rc");
   // No `direct {}` block: nothing may come from the network.
@@ -98,6 +104,7 @@ function build(): TerraformEnv {
     CHECKPOINT_DISABLE: "1",
     TF_IN_AUTOMATION: "1",
     STANDIN_PROVIDER_TLS_DIR: tlsDir,
+    STANDIN_PROVIDER_PROTO_JSON: protoJsonFile,
   });
   // A plugin cache from the surrounding environment would bypass the mirror.
   delete env.TF_PLUGIN_CACHE_DIR;

@@ -123,6 +123,8 @@ export class TerraformRunner {
   public readonly secrets = new Set<string>();
   private readonly ssh: SshClient;
   private readonly workDir: string;
+  /** The configuration's locals (PeerFirewall's shared converge program is one). */
+  private locals: Record<string, unknown> = {};
 
   constructor(private readonly opts: RunnerOptions = {}) {
     this.workDir = opts.workDir ?? mkdtempSync(join(tmpdir(), "cdktf-tf-"));
@@ -194,7 +196,7 @@ export class TerraformRunner {
     for (const k of Object.keys(cfg)) {
       if (!["resource", "data", "output", "provider", "terraform", "//", "locals"].includes(k)) throw new Error(`top-level block "${k}" is not supported by this harness`);
     }
-    if (cfg.locals && Object.keys(cfg.locals).length) throw new Error("locals are not supported by this harness");
+    this.locals = cfg.locals ?? {};
     for (const n of nodes.values()) {
       for (const k of ["count", "for_each"]) if (k in n.body) throw new Error(`${n.address}: ${k} is not supported by this harness`);
       const lc = n.body.lifecycle as Record<string, unknown> | undefined;
@@ -208,6 +210,10 @@ export class TerraformRunner {
       const scan: unknown[] = [];
       for (const [k, v] of Object.entries(n.body)) if (!["depends_on", "//", "lifecycle", "provider"].includes(k)) scan.push(v);
       for (const ref of referencesDeep(scan)) {
+        if (ref[0] === "local") {
+          if (!(String(ref[1]) in this.locals)) throw new Error(`${n.address}: reference to undeclared local.${ref[1]}`);
+          continue;
+        }
         const a = this.refAddress(ref, n.address);
         if (a === "self") continue;
         if (!nodes.has(a)) throw new Error(`${n.address}: reference to undeclared ${a}`);
@@ -246,6 +252,9 @@ export class TerraformRunner {
           if (names[0] === "self") {
             if (!self) throw new ExpressionError(`${where}: self is only available in provisioners and connection blocks`);
             obj = self; rest = path.slice(1);
+          } else if (names[0] === "local") {
+            if (!(names[1] in this.locals)) throw new ExpressionError(`${where}: no local named ${names[1]}`);
+            return this.evalIn(this.locals[names[1]], known, `${where} (local.${names[1]})`);
           } else {
             const a = this.refAddress(names, where);
             obj = known(a);

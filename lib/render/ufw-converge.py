@@ -1,0 +1,274 @@
+# cdktf-k3s-kilo: converge ufw's user rules to one node's rule set in one pass.
+#
+# Run by the firewall step with the interpreter of the `ufw` script itself (ufw is Python 3), so
+# ufw's own modules parse each rule, match it against the rules ufw holds and write its rules
+# files: the files are what `ufw allow ...` one rule at a time would leave. They are then applied
+# once, with `iptables-restore -n` / `ip6tables-restore -n` of the user chains (the same files ufw
+# itself restores on a reload), instead of one ufw process per rule.
+#
+# argv[1]: path of the ufw script; argv[2]: the source list shared by the cluster's nodes (JSON).
+# stdin: the node's rules as JSON:
+#   {"sources": [[address, ...] or {"shared": [index, ...]}, ...], "rules": [[word, ...], ...]}
+# where a rule's word may be an integer n: the rule is repeated once for every address of
+# sources[n], in order; {"shared": [...]} is the shared list without the entries at those indices.
+# Each rule carries the comment `cdktf-k3s-kilo:<16 hex>`, the sha256 of its words joined by
+# spaces (the per-rule path computes the same tag). Rules whose comment starts with our prefix and
+# whose tag is no longer wanted are deleted; every other rule is the operator's and is never
+# modified or deleted.
+#
+# ufw layout this depends on (read in ufw 0.36.2's backend_iptables.py, tested with it): the
+# backend's `rules`/`rules6` lists, `_write_rules(v6)` and the iptables-restore files it writes
+# (`files['rules']`, `files['rules6']`), `UFWRule.match`, and the parser's rule commands. Other
+# ufw versions stop with a message before anything is changed.
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+
+TAG_PREFIX = "cdktf-k3s-kilo:"
+# ufw versions whose rules-file layout and internals this program was checked against.
+KNOWN_VERSIONS = re.compile(r"^0\.36(\.[0-9]+)?$")
+HOST = os.uname()[1]
+
+
+def log(text):
+    sys.stdout.write("cdktf-k3s-kilo [%s]: %s\n" % (HOST, text))
+
+
+def fail(text):
+    sys.stdout.flush()
+    sys.stderr.write("cdktf-k3s-kilo [%s]: error: %s\n" % (HOST, text))
+    sys.exit(1)
+
+
+def ufw_version(path):
+    try:
+        with open(path) as f:
+            m = re.search(r'^version = "([^"]+)"', f.read(), re.M)
+    except OSError:
+        return None
+    return m.group(1) if m else None
+
+
+def wanted_rules(data, shared):
+    """The node's rules, in order, as (words, tag)."""
+    out = []
+    # A source list {"shared": [i, ...]} is the shared list without those indices.
+    sources = []
+    for s in data.get("sources", []):
+        if isinstance(s, dict):
+            skip = set(s["shared"])
+            s = [w for k, w in enumerate(shared) if k not in skip]
+        sources.append(s)
+    for entry in data.get("rules", []):
+        lists = [w for w in entry if isinstance(w, int)]
+        if not lists:
+            expanded = [entry]
+        else:
+            i = next(k for k, w in enumerate(entry) if isinstance(w, int))
+            expanded = [entry[:i] + [s] + entry[i + 1:] for s in sources[entry[i]]]
+        for words in expanded:
+            for w in words:
+                # ufw's words never hold blanks or control characters; a value from Terraform that
+                # does is refused here rather than split into other words.
+                if not isinstance(w, str) or w == "" or not w.isprintable() or any(c.isspace() for c in w):
+                    fail("ufw refused the rule: invalid word %s in: ufw %s" % (json.dumps(w), " ".join(map(str, words))))
+            spec = " ".join(words)
+            out.append((words, TAG_PREFIX + hashlib.sha256(spec.encode()).hexdigest()[:16]))
+    return out
+
+
+def main():
+    ufw_path = sys.argv[1]
+    version = ufw_version(ufw_path)
+    if version is None or not KNOWN_VERSIONS.match(version):
+        fail("ufw %s at %s: PeerFirewall's converge writes ufw's rules files itself and knows their layout "
+             "only in ufw 0.36 (Debian 11/12, Ubuntu 20.04-24.04); nothing was changed. Install ufw 0.36 "
+             "or leave this host out of PeerFirewall's nodes" % (version or "of unknown version", ufw_path))
+    # ufw checks the permissions of the program it runs as (argv[0]): name the real one.
+    sys.argv[0] = ufw_path
+    try:
+        import gettext
+        import ufw.common
+        import ufw.frontend
+        import ufw.parser
+        import ufw.util
+        gettext.install(ufw.common.programName)
+        UFWError = ufw.common.UFWError
+    except Exception as e:  # an installation we do not understand
+        fail("cannot load ufw's Python modules (%s); nothing was changed" % e)
+
+    data = json.load(sys.stdin)
+    wanted = wanted_rules(data, json.loads(sys.argv[2]) if len(sys.argv) > 2 else [])
+    wanted_tags = set(tag for _, tag in wanted)
+
+    lock = ufw.util.create_lock(lockfile="/run/ufw.lock")
+    try:
+        try:
+            ui = ufw.frontend.UFWFrontend(False)
+        except UFWError as e:
+            fail("ufw: %s" % e.value)
+        b = ui.backend
+        for attr in ("rules", "rules6", "files", "_write_rules", "use_ipv6", "is_enabled", "initcaps",
+                     "iptables_restore", "ip6tables_restore"):
+            if not hasattr(b, attr):
+                fail("ufw %s lacks %s: its layout is not the one PeerFirewall's converge knows; nothing was changed" % (version, attr))
+
+        # ufw's IPv6 switch: with IPV6=no ufw never loads ip6tables rules, so IPv6 reaches every
+        # port. Stop, unless the kernel has no IPv6 at all.
+        if not b.use_ipv6() and os.path.exists("/proc/net/if_inet6"):
+            fail("IPV6=no in /etc/default/ufw: ufw leaves IPv6 traffic unfiltered on this host, so PeerFirewall "
+                 "cannot protect it. Set IPV6=yes in /etc/default/ufw, run `ufw reload`, and deploy again")
+
+        parser = ufw.parser.UFWParser()
+        for action in ("allow", "limit", "deny", "reject"):
+            parser.register_command(ufw.parser.UFWCommandRule(action))
+            parser.register_command(ufw.parser.UFWCommandRouteRule(action))
+
+        def ours(r):
+            return r.comment != "" and ufw.util.hex_decode(r.comment).startswith(TAG_PREFIX)
+
+        def shown(r):
+            """A rule as `ufw show added` prints it."""
+            if r.forward:
+                text = "route " + ufw.parser.UFWCommandRouteRule.get_command(r)
+            else:
+                text = ufw.parser.UFWCommandRule.get_command(r)
+            return "ufw " + text
+
+        def key(r):
+            """The fields UFWRule.match compares before action and comment: an index, so each
+            wanted rule is matched against its few candidates instead of every rule (O(n))."""
+            return (r.dport, r.sport, r.protocol, r.src, r.dst, r.v6, r.dapp, r.sapp,
+                    r.interface_in, r.interface_out, r.direction, r.forward)
+
+        lists = {False: list(b.rules), True: list(b.rules6)}
+        index = {}
+        for v6 in (False, True):
+            for x in lists[v6]:
+                index.setdefault(key(x), []).append(x)
+        tagged = {False: set(), True: set()}
+        for v6 in (False, True):
+            for x in lists[v6]:
+                if ours(x):
+                    tagged[v6].add(ufw.util.hex_decode(x.comment))
+        changed = {False: False, True: False}
+        added, conflicts, kept = [], [], []
+        for words, tag in wanted:
+            # Fast path for an unchanged rule: its tag (a hash of its words) is in every family ufw
+            # files it under (a source address picks one; `from any` means both).
+            source = words[words.index("from") + 1] if "from" in words else "any"
+            expect = [False, True] if source == "any" else [":" in source]
+            if all(tag in tagged[v6] or (v6 and not b.use_ipv6()) for v6 in expect):
+                continue
+            argv = (["rule"] if words[0] != "route" else []) + list(words) + ["comment", tag]
+            try:
+                pr = parser.parse_command(argv)
+                rule = pr.data["rule"]
+                iptype = pr.data["iptype"]
+            except UFWError as e:
+                fail("ufw refused the rule: ufw %s (%s)" % (" ".join(words), e.value))
+            except Exception:
+                fail("ufw refused the rule: ufw %s" % " ".join(words))
+            if iptype == "both":
+                families = [False, True] if b.use_ipv6() else [False]
+            elif iptype == "v6":
+                if not b.use_ipv6():
+                    fail("ufw refused the rule: ufw %s (IPv6 is off in ufw)" % " ".join(words))
+                families = [True]
+            else:
+                families = [False]
+            new_here = False
+            for v6 in families:
+                r = rule.dup_rule()
+                r.set_v6(v6)
+                try:
+                    r.normalize()
+                except UFWError as e:
+                    fail("ufw refused the rule: ufw %s (%s)" % (" ".join(words), e.value))
+                current = lists[v6]
+                state = "missing"
+                for x in index.get(key(r), []):
+                    m = ufw.common.UFWRule.match(x, r)
+                    if m == 0:
+                        state = "present"
+                        break
+                    if m < 0:
+                        if ours(x):
+                            # Our own rule for the same traffic under other words: retag it in place,
+                            # as `ufw` would.
+                            current[current.index(x)] = r
+                            state = "retagged"
+                        elif x.action in ("deny", "reject") and r.action in ("allow", "limit"):
+                            conflicts.append("%s%s (wanted: ufw %s)" % (shown(x), " (v6)" if v6 else "", " ".join(words)))
+                            state = "conflict"
+                        else:
+                            kept.append("%s (covers: ufw %s)" % (shown(x), " ".join(words)))
+                            state = "operator"
+                        break
+                if state == "missing":
+                    if r.action == "limit":
+                        b.initcaps()
+                        if not b.caps["limit"]["6" if v6 else "4"]:
+                            continue  # ufw itself skips a rate limit the kernel cannot do
+                    current.append(r)
+                    index.setdefault(key(r), []).append(r)
+                if state in ("missing", "retagged"):
+                    changed[v6] = True
+                    new_here = True
+            if new_here:
+                added.append(" ".join(words))
+        if conflicts:
+            fail("the operator's own ufw rule(s) deny traffic this cluster needs; PeerFirewall does not override "
+                 "them and changed nothing: " + "; ".join(conflicts) +
+                 ". Delete or narrow the rule (ufw delete ...) if the cluster should have this traffic, "
+                 "or leave the host out of PeerFirewall's nodes")
+
+        deleted = []
+        for v6 in (False, True):
+            keep = []
+            for x in lists[v6]:
+                if ours(x) and ufw.util.hex_decode(x.comment) not in wanted_tags:
+                    changed[v6] = True
+                    text = shown(x)
+                    if text not in deleted:
+                        deleted.append(text)
+                    continue
+                keep.append(x)
+            lists[v6] = keep
+
+        for text in kept:
+            log("left alone, the operator's rule already covers ours: %s" % text)
+        for text in added:
+            log("added: ufw %s" % text)
+        for text in deleted:
+            log("deleted stale rule: %s" % text)
+
+        b.rules, b.rules6 = lists[False], lists[True]
+        enabled = b.is_enabled()
+        for v6 in (False, True):
+            if not changed[v6]:
+                continue
+            try:
+                b._write_rules(v6)
+            except UFWError as e:
+                fail("could not write ufw's rules file: %s" % e.value)
+            if enabled:
+                # The whole user chain set of this family in one transaction: the restore flushes
+                # every chain the file declares and refills it, so the new rules are in before the
+                # stale ones are gone, and established sessions (this one) never see a gap.
+                path = b.files["rules6" if v6 else "rules"]
+                exe = b.ip6tables_restore if v6 else b.iptables_restore
+                with open(path, "rb") as f:
+                    res = subprocess.run([exe, "-n"], stdin=f, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                if res.returncode != 0:
+                    fail("%s -n %s failed: %s" % (exe, path, res.stdout.decode(errors="replace").strip()))
+        log("rules converged (%d added, %d deleted)" % (len(added), len(deleted)))
+    finally:
+        ufw.util.release_lock(lock)
+
+
+if __name__ == "__main__":
+    main()
