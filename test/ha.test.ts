@@ -226,6 +226,8 @@ describe("HA validation (bad input)", () => {
       /K3sServer "cluster\/server-0": cluster: decommissioning 2 of 3 etcd servers at once leaves 1, fewer than a quorum \(2\).*one server per deploy/],
     ["an agent newer than another server of its cluster", () => haCluster({ serverVersions: ["v1.34.1+k3s1", "v1.33.5+k3s1", "v1.34.1+k3s1"], agentVersion: "v1.34.1+k3s1" }).stack,
       /K3sAgent "cluster\/agent-0": version: v1\.34\.1\+k3s1 is newer than its server cluster\/server-1's v1\.33\.5\+k3s1/],
+    ["servers more than one minor release apart", () => haCluster({ serverVersions: ["v1.34.1+k3s1", "v1.32.8+k3s1", "v1.33.4+k3s1"], agentVersion: "v1.32.8+k3s1" }).stack,
+      /K3sServer "cluster\/server-0": version: cluster\/server-0 runs v1\.34\.1\+k3s1 and cluster\/server-1 v1\.32\.8\+k3s1: servers of one cluster may be at most one minor release apart/],
     ["maxUnavailable below 1", () => {
       const { stack } = newStack();
       new K3sServer(stack, "server-0", { host: { address: "203.0.113.10", ssh }, rollout: { maxUnavailable: 0 } });

@@ -113,6 +113,16 @@ export function haErrors(server: K3sServer, props: { join?: unknown; datastoreEn
     if (embedded && live.length > 1 && live.length % 2 === 0) {
       Annotations.of(server).addWarning(`${where}: cluster: ${live.length} servers with embedded etcd: etcd needs a majority (${quorum(live.length)} of ${live.length}), so an even number tolerates no more failures than one server fewer. Use ${live.length - 1} or ${live.length + 1}`);
     }
+    // Servers of one cluster may differ by one minor release (the middle of a rolling upgrade), not more.
+    const minors = live.map((sv) => ({ sv, m: v.isToken(sv.version) ? undefined : /^v(\d+)\.(\d+)\./.exec(sv.version) }))
+      .filter((x) => x.m).map((x) => ({ sv: x.sv, minor: Number(x.m![1]) * 1000 + Number(x.m![2]) }));
+    if (minors.length > 1) {
+      const lo = minors.reduce((a, b) => (b.minor < a.minor ? b : a));
+      const hi = minors.reduce((a, b) => (b.minor > a.minor ? b : a));
+      if (hi.minor - lo.minor > 1) {
+        err("version", `${hi.sv.node.path} runs ${hi.sv.version} and ${lo.sv.node.path} ${lo.sv.version}: servers of one cluster may be at most one minor release apart. Upgrade one minor release at a time, every server together`);
+      }
+    }
     if (server.decommissioned) {
       const dependents = server.clusterNodes.filter((n) => n !== server && !n.decommissioned);
       if (dependents.length) {
