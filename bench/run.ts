@@ -3,7 +3,8 @@
  * target of issue 6 checked and any miss printed plainly.
  *
  * Options: --runs N (timed runs per size, default 5), --sizes 6,50,200, --servers 1,3,
- * --no-hosts (skip the real-host SSH count), --out FILE (also write the report there).
+ * --no-hosts (skip the real-host runs: SSH count, firewall converge), --no-terraform (skip terraform
+ * validate/plan), --out FILE (also write the report there).
  */
 import { upgradePath, UpgradePath } from "./upgrade";
 import { spawn } from "child_process";
@@ -16,6 +17,7 @@ import {
 } from "./analyze";
 import { harnessUnavailable, measureSsh, MeasuredSsh } from "./measure-ssh";
 import { ConvergeTimes, measureConverge, STEPS } from "./converge";
+import { measureTerraform, TerraformTimes } from "./terraform";
 
 interface ChildResult { startupMs: number; loadMs: number; buildMs: number; synthMs: number; totalMs: number; cpuMs: number; maxRssKb: number }
 interface Timed { wallMs: number; rssKb: number; processCpuMs?: number; child: ChildResult }
@@ -223,6 +225,12 @@ async function main(): Promise<void> {
       try { converge = await measureConverge(SIZES); } catch (e) { convergeNote = `real-host run failed: ${(e as Error).message.split("\n")[0]}`; }
     } else convergeNote = `real-host run skipped: ${why}`;
     const requireMs = await timeRequire();
+    let tfTimes: TerraformTimes[] | undefined;
+    let tfNote = "";
+    if (!args.includes("--no-terraform")) {
+      process.stderr.write("bench: terraform validate / plan -refresh=false (stand-in providers)…\n");
+      try { tfTimes = await measureTerraform(SIZES); } catch (e) { tfNote = `failed: ${(e as Error).message.split("\n")[0]}`; }
+    } else tfNote = "--no-terraform";
 
     say("| nodes (servers) | synth, whole process: wall median of " + RUNS + " (fastest; CPU) | load avg | peak RSS | JSON | resources | fw rules per node agent / server | fw rules total | ufw calls per node, fresh host agent / server | ufw calls, converged | critical path (stages) | parallel steps per stage | SSH sessions per node, fresh deploy agent / server | SSH per node, no-change re-run agent / server |");
     say("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
@@ -253,7 +261,7 @@ async function main(): Promise<void> {
     for (const r of rows) if (r.upgrade) say(`| ${r.nodes} (${r.servers}) | ${r.path.stages.length} | ${r.upgrade.stages} | ${r.upgrade.kinds.join(" → ")} | ${r.upgrade.agentsReplaced} | ${r.upgrade.rollingWaves} |`);
     say();
     if (measured) {
-      say(`SSH sessions measured on real hosts (harness, 6 nodes, ssh rate limit ${measured.rateLimitSsh ? "on" : "off (default)"}): fresh deploy ${JSON.stringify(measured.fresh)} in ${measured.freshSeconds.toFixed(1)} s; ` +
+      say(`SSH sessions measured on real hosts (real Terraform 1.11.4 on the harness's hosts, 6 nodes, ssh rate limit ${measured.rateLimitSsh ? "on" : "off (default)"}): fresh deploy ${JSON.stringify(measured.fresh)} in ${measured.freshSeconds.toFixed(1)} s; ` +
         `no-change re-run ${JSON.stringify(measured.rerun)} in ${measured.rerunSeconds.toFixed(1)} s, installer runs ${measured.rerunInstalls}, planned changes ${measured.rerunChanges.length ? measured.rerunChanges.join(", ") : "none"}.`);
       const b = measured.serverVersionBump;
       say(`Then the server's K3s version alone bumped and applied on the same hosts: replaced ${b.replaced.join(", ") || "nothing"}; ` +
@@ -269,6 +277,18 @@ async function main(): Promise<void> {
         say(`| ${c.nodes} | ${c.rules} | ${STEPS.map((x) => `${c.batched[x].toFixed(2)} s / ${c.perRule[x].toFixed(2)} s (${(c.batched[x] / c.perRule[x]).toFixed(3)})`).join(" | ")} |`);
       }
     } else say(`Firewall converge: not measured (${convergeNote}).`);
+    say();
+    if (tfTimes) {
+      say("Terraform 1.11.4 on the cluster stack (stand-in providers, one run each; `plan -refresh=false` on empty state):");
+      say();
+      say("| nodes | cdk.tf.json with / without PeerFirewall | validate with / without | plan -refresh=false with / without (firewall's share) |");
+      say("|---|---|---|---|");
+      for (const n of SIZES) {
+        const a = tfTimes.find((t) => t.nodes === n && t.variant === "base")!;
+        const b = tfTimes.find((t) => t.nodes === n && t.variant === "no-firewall")!;
+        say(`| ${n} | ${size(a.jsonBytes)} / ${size(b.jsonBytes)} | ${sec(a.validateMs)} / ${sec(b.validateMs)} | ${sec(a.planMs)} / ${sec(b.planMs)} (+${Math.round((a.planMs / b.planMs - 1) * 100)} %) |`);
+      }
+    } else say(`Terraform validate/plan: not measured (${tfNote}).`);
     say();
     const cs = checks(rows, measured);
     say("Targets (issue 6):");
@@ -288,8 +308,12 @@ async function main(): Promise<void> {
       t13.push({ target: "200-node synth, whole process ≤ 2 s", ok: big.wallMs <= 2000, detail: `${sec(big.wallMs)} median (fastest ${sec(big.minWallMs)}), load ${big.load.toFixed(1)}` });
     }
     t13.push({ target: "require(\"cdktf-k3s-kilo\") ≤ 0.4 s (whole process)", ok: requireMs <= 400, detail: `${sec(requireMs)} median of 5` });
-    t13.push({ target: "terraform validate / plan -refresh=false at 6/50/200 nodes; firewall adds ≤ 50 % to plan time at 200", ok: false,
-      detail: "not measured: the stand-in providers for the real terraform binary (branch tf-providers) were not available to this bench" });
+    const tfA = tfTimes?.find((t) => t.nodes === 200 && t.variant === "base");
+    const tfB = tfTimes?.find((t) => t.nodes === 200 && t.variant === "no-firewall");
+    if (tfA && tfB) {
+      t13.push({ target: "terraform plan -refresh=false, 200 nodes: the firewall adds ≤ 50 % to plan time", ok: tfA.planMs <= 1.5 * tfB.planMs,
+        detail: `${sec(tfA.planMs)} with, ${sec(tfB.planMs)} without (+${Math.round((tfA.planMs / tfB.planMs - 1) * 100)} %)` });
+    } else t13.push({ target: "terraform plan -refresh=false, 200 nodes: the firewall adds ≤ 50 % to plan time", ok: false, detail: `not measured: ${tfNote || "200 not among --sizes"}` });
     say("Targets (issue 13):");
     say();
     for (const c of t13) say(`- ${c.ok ? "MET   " : "MISSED"} ${c.target}: ${c.detail}`);

@@ -98,8 +98,8 @@ describeReal("batched converge = per-rule converge, on real ufw", () => {
     const hosts: Record<Path, LabHost> = { "batched": lab.host(`b${n}`), "per-rule": lab.host(`p${n}`) };
     const steps: Array<{ name: string; before?: string; cluster: FirewallCluster; check?: (s: Record<Path, string>, out: Record<Path, string>) => void }> = [
       { name: "fresh host", cluster: cluster(n) },
-      { name: "no change", cluster: cluster(n), check: (_s, out) => expect(out.batched).toMatch(/rules converged \(0 added, 0 deleted\)/) },
-      { name: "peer added", cluster: cluster(n + 1), check: (_s, out) => expect(out.batched).toMatch(/rules converged \(2 added, 0 deleted\)/) },
+      { name: "no change", cluster: cluster(n), check: (_s, out) => expect(out.batched).toMatch(/firewall converged \(0 change\(s\)\)/) },
+      { name: "peer added", cluster: cluster(n + 1), check: (_s, out) => expect(out.batched).toMatch(/firewall converged \(2 change\(s\)\)/) },
       { name: "peer removed", cluster: cluster(n), check: (s) => expect(s.batched).not.toContain(` ${lastAddress} `) },
       { name: "admin network changed", cluster: cluster(n, [OTHER_ADMIN]), check: (s) => {
         expect(s.batched).toContain("ufw limit from 192.0.2.64/26 to any port 22 proto tcp");

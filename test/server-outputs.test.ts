@@ -1,6 +1,8 @@
 /** K3sServer's kubeconfigPath (expanded and resolved as documented) and its opt-in outputs. */
 import { TerraformStack, Testing } from "cdktf";
 import { K3sAgent, K3sServer } from "../lib";
+import { sensitiveFile } from "@cdktf/provider-local";
+import { localPath } from "../lib/constructs/local-path";
 import { newStack, resourceOf, synth, validationErrors } from "./util/synth";
 
 const ssh = { privateKeyPath: "~/.ssh/id_ed25519" };
@@ -20,6 +22,15 @@ describe("kubeconfigPath", () => {
   test("a relative path is made absolute against the project directory (the synth's cwd), not the stack directory", () => {
     expect(filename("kubeconfig")).toBe(`${process.cwd()}/kubeconfig`);
     expect(filename("./out/../k3s.yaml")).toBe(`${process.cwd()}/k3s.yaml`);
+  });
+
+  test("K3sServer's filename is localPath's, the function the real-Terraform test applies", () => {
+    const viaLocalPath = (p: string) => {
+      const { stack } = newStack();
+      new sensitiveFile.SensitiveFile(stack, "f", { filename: localPath(p), content: "x" });
+      return synth(stack).resource.local_sensitive_file.f.filename;
+    };
+    for (const p of ["~/.kube/config", "kubeconfig", "/abs/k.yaml"]) expect(filename(p)).toBe(viaLocalPath(p));
   });
 
   test("an absolute path is kept", () => {

@@ -1,6 +1,5 @@
 /** Bad input is refused at synth with a message naming the construct, the field and the fix. */
-import { Fn, TerraformVariable } from "cdktf";
-import { App, TerraformStack, Testing } from "cdktf";
+import { App, Fn, TerraformStack, TerraformVariable, Testing } from "cdktf";
 import { K3sAgent, K3sServer, KiloMesh, PeerFirewall } from "../lib";
 import { newStack, validationErrors } from "./util/synth";
 

@@ -14,8 +14,9 @@ import { serverConfig } from "../render/k3s-config";
 import { renderDrainScript, renderUninstallScript } from "../render/uninstall-script";
 import { ensureProvider, terraformLiteral } from "./internal";
 import { duplicateAddresses, haErrors, requireHost } from "./cluster-checks";
+import { localPath } from "./local-path";
 import { K3sNode, K3sNodeProps, NodeRole } from "./k3s-node";
-import { join, resolve } from "path";
+import { join } from "path";
 
 /** The program the kubeconfig fetch runs, inside this package. */
 const FETCH_PROGRAM = join(__dirname, "..", "deploy", "fetch-kubeconfig.js");
@@ -60,6 +61,20 @@ export interface K3sServerProps extends K3sNodeProps {
    * @default true
    */
   readonly secretsEncryption?: boolean;
+  /**
+   * Enforce NetworkPolicy with K3s's embedded controller (kube-router's network policy
+   * firewall, the enforcement Kilo documents). Set false only if you run another policy engine.
+   * @default true
+   */
+  readonly networkPolicy?: boolean;
+  /**
+   * Run K3s's ServiceLB (klipper-lb), which serves every LoadBalancer Service (Traefik's 80/443
+   * included) on the nodes' own addresses. kube-proxy accepts that traffic before ufw sees it, so
+   * with ServiceLB on, every LoadBalancer port is open to the Internet on every node, whatever
+   * PeerFirewall says.
+   * @default false
+   */
+  readonly serviceLoadBalancer?: boolean;
   /**
    * Also write the admin kubeconfig to this local file (mode 0600) on the machine running
    * `cdktf deploy`. It is rewritten on every apply that changes it, so deleting it is harmless.
@@ -231,6 +246,9 @@ export class K3sServer extends K3sNode {
       clusterCidr: this.clusterCidr,
       serviceCidr: this.serviceCidr,
       secretsEncryption: (root === this ? props.secretsEncryption : root._secretsEncryption) ?? true,
+      networkPolicy: props.networkPolicy ?? true,
+      serviceLoadBalancer: props.serviceLoadBalancer ?? false,
+      nodePortAddresses: this.nodePortAddresses,
       datastoreEndpoint: this.datastoreEndpoint,
     };
     this._tlsSans = props.tlsSans;
@@ -334,6 +352,12 @@ export class K3sServer extends K3sNode {
       });
     }
     if (props.outputs === true) this.addOutputs();
+    // The cluster's description for `cdktf-k3s-kilo-report` (under "//", which Terraform ignores),
+    // computed at synth once every agent, firewall and mesh exists. Required lazily: the report
+    // module imports the constructs that import this one.
+    TerraformStack.of(this).addOverride(`//.cdktf-k3s-kilo.${this.node.path.replace(/\./g, "_")}`, Lazy.anyValue({
+      produce: () => require("./cluster-report").embeddedReport(this),
+    }));
   }
 
   /** @internal */
@@ -429,17 +453,6 @@ export class K3sServer extends K3sNode {
     }
     return errors;
   }
-}
-
-/**
- * A path on the deploying machine: `~` expanded there by Terraform (as privateKeyPath is), a
- * relative path made absolute against the project directory. Terraform runs in the stack's
- * directory under cdktf.out, where a relative path would otherwise land.
- */
-function localPath(path: string): string {
-  if (Token.isUnresolved(path)) return Fn.pathexpand(path);
-  if (path === "~" || path.startsWith("~/")) return Fn.pathexpand(path);
-  return resolve(process.cwd(), path);
 }
 
 function bracketIpv6(address: string): string {

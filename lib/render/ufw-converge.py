@@ -111,7 +111,7 @@ def main():
         except UFWError as e:
             fail("ufw: %s" % e.value)
         b = ui.backend
-        for attr in ("rules", "rules6", "files", "_write_rules", "use_ipv6", "is_enabled", "initcaps",
+        for attr in ("rules", "rules6", "files", "_write_rules", "_get_rules_from_formatted", "use_ipv6", "is_enabled", "initcaps",
                      "iptables_restore", "ip6tables_restore"):
             if not hasattr(b, attr):
                 fail("ufw %s lacks %s: its layout is not the one PeerFirewall's converge knows; nothing was changed" % (version, attr))
@@ -155,6 +155,12 @@ def main():
                 if ours(x):
                     tagged[v6].add(ufw.util.hex_decode(x.comment))
         changed = {False: False, True: False}
+        # ufw reloads both families' user chains from their files whenever a rule is deleted or
+        # modified (backend_iptables.set_rule -> _reload_user_rules), and only appends to the
+        # running chains when one is added. Mirror that, so the running tables end up the same
+        # as after the same changes made one `ufw` command at a time.
+        reload_both = False
+        appended = {False: [], True: []}
         added, conflicts, kept = [], [], []
         for words, tag in wanted:
             # Fast path for an unchanged rule: its tag (a hash of its words) is in every family ufw
@@ -214,10 +220,13 @@ def main():
                         if not b.caps["limit"]["6" if v6 else "4"]:
                             continue  # ufw itself skips a rate limit the kernel cannot do
                     current.append(r)
+                    appended[v6].append(r)
                     index.setdefault(key(r), []).append(r)
                 if state in ("missing", "retagged"):
                     changed[v6] = True
                     new_here = True
+                if state == "retagged":
+                    reload_both = True
             if new_here:
                 added.append(" ".join(words))
         if conflicts:
@@ -232,6 +241,7 @@ def main():
             for x in lists[v6]:
                 if ours(x) and ufw.util.hex_decode(x.comment) not in wanted_tags:
                     changed[v6] = True
+                    reload_both = True
                     text = shown(x)
                     if text not in deleted:
                         deleted.append(text)
@@ -247,25 +257,38 @@ def main():
             log("deleted stale rule: %s" % text)
 
         b.rules, b.rules6 = lists[False], lists[True]
-        enabled = b.is_enabled()
         for v6 in (False, True):
-            if not changed[v6]:
-                continue
-            try:
-                b._write_rules(v6)
-            except UFWError as e:
-                fail("could not write ufw's rules file: %s" % e.value)
-            if enabled:
-                # The whole user chain set of this family in one transaction: the restore flushes
-                # every chain the file declares and refills it, so the new rules are in before the
-                # stale ones are gone, and established sessions (this one) never see a gap.
-                path = b.files["rules6" if v6 else "rules"]
+            if changed[v6]:
+                try:
+                    b._write_rules(v6)
+                except UFWError as e:
+                    fail("could not write ufw's rules file: %s" % e.value)
+        if b.is_enabled():
+            for v6 in (False, True):
                 exe = b.ip6tables_restore if v6 else b.iptables_restore
-                with open(path, "rb") as f:
-                    res = subprocess.run([exe, "-n"], stdin=f, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                if reload_both and (not v6 or b.use_ipv6()):
+                    # The whole user chain set of this family in one transaction: the restore
+                    # flushes every chain the file declares and refills it, so the new rules are in
+                    # before the stale ones are gone, and established sessions never see a gap.
+                    with open(b.files["rules6" if v6 else "rules"], "rb") as f:
+                        text = f.read()
+                elif appended[v6]:
+                    # Only additions: append their iptables rules to the running chains, as ufw
+                    # does per rule, in one restore without chain declarations (nothing flushed).
+                    prefix = "ufw6" if v6 else "ufw"
+                    lines = ["*filter\n"]
+                    for r in appended[v6]:
+                        suffix = "forward" if r.forward else ("output" if r.direction == "out" else "input")
+                        lines += b._get_rules_from_formatted("-A %s-user-%s %s\n" % (prefix, suffix, r.format_rule()), prefix, suffix)
+                    lines.append("COMMIT\n")
+                    text = "".join(lines).encode()
+                else:
+                    continue
+                res = subprocess.run([exe, "-n"], input=text, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
                 if res.returncode != 0:
-                    fail("%s -n %s failed: %s" % (exe, path, res.stdout.decode(errors="replace").strip()))
-        log("rules converged (%d added, %d deleted)" % (len(added), len(deleted)))
+                    fail("%s -n failed: %s" % (exe, res.stdout.decode(errors="replace").strip()))
+        # The last line is for the calling script: how many rules changed.
+        sys.stdout.write("%d\n" % (len(added) + len(deleted)))
     finally:
         ufw.util.release_lock(lock)
 
