@@ -165,8 +165,6 @@ export function isWork(n: GraphNode): boolean {
 export function kindOf(n: GraphNode): string {
   if (n.type === "null_resource" && n.path.includes("/firewall/")) return "firewall";
   if (n.type === "terraform_data" && n.path.endsWith("/install")) return /\/server(-\d+)?\/install$/.test(n.path) ? "server install" : "agent install";
-  if (n.type === "terraform_data" && /\/rollout-drain$/.test(n.path)) return "rollout drain";
-  if (n.type === "terraform_data" && /\/rollout-uncordon$/.test(n.path)) return "rollout uncordon";
   if (isSshDataSource(n)) return "kubeconfig fetch";
   if (n.type.startsWith("kubernetes_")) return "k8s object";
   return n.createProvisioners > 0 ? "provisioner" : n.type;

@@ -2,9 +2,9 @@
  * The critical path of an upgrade, next to the fresh deploy's: the same stage computation as
  * criticalPath (analyze.ts), counting only the work steps that a change replaces (planDiff).
  * Servers restart one at a time through their join chain, so each is a stage of its own in the
- * graph. Agents' restarts are all in one stage of the graph (drain → install → uncordon), but at
- * run time they take turns through the rollout slots on the first server: at most maxUnavailable
- * at once, so `rollingWaves` = ceil(agents replaced / maxUnavailable) turns of that stage.
+ * graph. Agents' restarts (each one step: drain, install, uncordon) are all in one stage of the
+ * graph, but at run time they take turns through the rollout slots on the first server: at most
+ * maxUnavailable at once, so `rollingWaves` = ceil(agents replaced / maxUnavailable) turns.
  */
 import { buildGraph, isWork, kindOf, planDiff, SynthJson } from "./analyze";
 

@@ -78,9 +78,7 @@ describe("cost by cluster size (reduced: 6 and 50 nodes)", () => {
 
   test("the critical path has the same stages at 6 and 50 nodes: firewalls → server → fetch → agents → Kilo", () => {
     const shape = (j: SynthJson) => criticalPath(buildGraph(j)).stages.map((s) => Object.keys(s.kinds).sort().join("+"));
-    // The rollout steps around each agent's install find no Node on a fresh deploy and do nothing;
-    // the drain runs beside the fetch, the uncordon adds one stage.
-    const expected = ["firewall", "server install", "kubeconfig fetch+rollout drain", "agent install", "rollout uncordon", "k8s object", "k8s object", "k8s object"];
+    const expected = ["firewall", "server install", "kubeconfig fetch", "agent install", "k8s object", "k8s object", "k8s object"];
     expect(shape(small.json)).toEqual(expected);
     expect(shape(large.json)).toEqual(expected);
     // All agents in one stage, all firewalls in one stage.
@@ -107,7 +105,7 @@ describe("change impact (6 nodes, 1 server), computed from two synths", () => {
   test("(a) adding an agent: its own resources are added, every firewall converges, no other install", () => {
     const i = impact("add-agent");
     expect(paths(i.replaced)).toEqual(firewalls(all).sort());
-    expect(paths(i.added)).toEqual(["cluster/agent-5/install", "cluster/agent-5/membership", "cluster/agent-5/rollout-drain", "cluster/agent-5/rollout-uncordon", "cluster/firewall/agent-5", "mesh/kilo/node-agent-5"]);
+    expect(paths(i.added)).toEqual(["cluster/agent-5/install", "cluster/agent-5/membership", "cluster/firewall/agent-5", "mesh/kilo/node-agent-5"]);
     expect(i.removed).toEqual([]);
     expect(i.installsReplaced).toEqual([]);
   });
@@ -115,7 +113,7 @@ describe("change impact (6 nodes, 1 server), computed from two synths", () => {
   test("(b) removing an agent (decommission: true): its own resources go, the other firewalls converge, no install", () => {
     const i = impact("remove-agent");
     expect(paths(i.replaced)).toEqual(firewalls(all.filter((n) => n !== "agent-1")).sort());
-    expect(paths(i.removed)).toEqual(["cluster/agent-1/install", "cluster/agent-1/membership", "cluster/agent-1/rollout-drain", "cluster/agent-1/rollout-uncordon", "cluster/firewall/agent-1", "mesh/kilo/node-agent-1"]);
+    expect(paths(i.removed)).toEqual(["cluster/agent-1/install", "cluster/agent-1/membership", "cluster/firewall/agent-1", "mesh/kilo/node-agent-1"]);
     expect(i.added).toEqual([]);
     expect(i.installsReplaced).toEqual([]);
   });
@@ -126,10 +124,9 @@ describe("change impact (6 nodes, 1 server), computed from two synths", () => {
     expect([...i.updated, ...i.added, ...i.removed]).toEqual([]);
   });
 
-  test("(d) K3s version on every node: every install (agents' with their rollout steps), nothing else", () => {
+  test("(d) K3s version on every node: every install, nothing else", () => {
     const i = impact("k3s-version");
-    const rolled = all.flatMap((n) => n === "server" ? [`cluster/${n}/install`] : ["install", "rollout-drain", "rollout-uncordon"].map((r) => `cluster/${n}/${r}`));
-    expect(paths(i.replaced)).toEqual(rolled.sort());
+    expect(paths(i.replaced)).toEqual(all.map((n) => `cluster/${n}/install`).sort());
     expect([...i.updated, ...i.added, ...i.removed]).toEqual([]);
   });
 
@@ -151,12 +148,12 @@ describe("change impact (6 nodes, 1 server), computed from two synths", () => {
 
 describe("upgrade next to the fresh deploy (HA: 3 servers)", () => {
   const { upgradePath } = require("../bench/upgrade");
-  test.each([6, 50])("%i nodes: servers restart one per stage, agents in one stage of drain → install → uncordon, taking turns", (n) => {
+  test.each([6, 50])("%i nodes: servers restart one per stage, then every agent's drain → install → uncordon step in one stage, taking turns", (n) => {
     const spec: ClusterSpec = { nodes: n, servers: 3 };
     const base = synth(spec).json;
     const fresh = criticalPath(buildGraph(base)).stages.length;
     const up = upgradePath(base, synth(spec, "k3s-version").json, 1);
-    expect(up.kinds).toEqual(["1 server install", "1 server install", "1 server install", `${n - 3} rollout drain`, `${n - 3} agent install`, `${n - 3} rollout uncordon`]);
+    expect(up.kinds).toEqual(["1 server install", "1 server install", "1 server install", `${n - 3} agent install`]);
     expect(up.agentsReplaced).toBe(n - 3);
     expect(up.rollingWaves).toBe(n - 3);
     expect(fresh).toBe(criticalPath(buildGraph(synth({ nodes: 6, servers: 3 }).json)).stages.length);

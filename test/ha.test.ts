@@ -285,22 +285,24 @@ describe("removing a server", () => {
 });
 
 describe("rolling agents", () => {
-  test("each agent's install sits between a drain step and an uncordon step on the first server, replaced with it", () => {
+  test("each agent's install starts with a drain step and ends with an uncordon step on the first server, in one resource", () => {
     const { stack } = haCluster();
     const out = synth(stack);
     for (const i of [0, 1, 2]) {
-      const drain = resourceOf(out, "terraform_data", `agent-${i}_rollout-drain`);
-      const install = resourceOf(out, "terraform_data", `agent-${i}_install`);
-      const uncordon = resourceOf(out, "terraform_data", `agent-${i}_rollout-uncordon`);
-      expect(drain.triggers_replace).toEqual(install.triggers_replace);
-      expect(uncordon.triggers_replace).toEqual(install.triggers_replace);
-      expect(install.depends_on).toContain(ref(out, `agent-${i}_rollout-drain`));
-      expect(uncordon.depends_on).toEqual([ref(out, `agent-${i}_install`)]);
+      const ps = provisioners(resourceOf(out, "terraform_data", `agent-${i}_install`));
+      const [drain, uncordon] = [ps[0], ps[ps.length - 1]];
       expect(drain.connection.host).toBe("203.0.113.10");
-      expect(provisioners(drain)[0].inline[0]).toContain(`NODE='agent-${i}'`);
-      expect(provisioners(drain)[0].inline[0]).toContain("MAX_UNAVAILABLE=1");
-      expect(provisioners(uncordon)[0].inline[0]).toContain("uncordon");
+      expect(uncordon.connection.host).toBe("203.0.113.10");
+      expect(drain.inline[0]).toContain("wait for a rollout slot, cordon and drain it");
+      expect(drain.inline[0]).toContain(`NODE='agent-${i}'`);
+      expect(drain.inline[0]).toContain("MAX_UNAVAILABLE=1");
+      expect(uncordon.inline[0]).toContain("uncordon");
+      // The steps in between run on the agent itself (the resource's connection).
+      expect(ps.slice(1, -1).every((p) => p.connection === undefined)).toBe(true);
+      expect(resourceOf(out, "terraform_data", `agent-${i}_install`).connection.host).toBe(`198.51.100.${20 + i}`);
     }
+    // Servers' installs have no such steps: they go one at a time through their join chain.
+    expect(provisioners(resourceOf(out, "terraform_data", "server-1_install")).every((p) => p.connection === undefined)).toBe(true);
   });
 
   test("maxUnavailable and maxUnavailablePercent set the slots", () => {
@@ -308,15 +310,15 @@ describe("rolling agents", () => {
       const { stack } = newStack();
       const server = new K3sServer(stack, "server", { host: { address: "203.0.113.10", ssh }, rollout });
       for (let i = 0; i < agents; i++) new K3sAgent(stack, `agent-${i}`, { server, host: { address: `198.51.100.${20 + i}`, ssh } });
-      const drain = resourceOf(synth(stack), "terraform_data", "agent-0_rollout-drain");
-      return /MAX_UNAVAILABLE=(\d+)/.exec(provisioners(drain)[0].inline[0])![1];
+      const install = resourceOf(synth(stack), "terraform_data", "agent-0_install");
+      return /MAX_UNAVAILABLE=(\d+)/.exec(provisioners(install)[0].inline[0])![1];
     };
     expect(build({ maxUnavailable: 3 }, 6)).toBe("3");
     expect(build({ maxUnavailablePercent: 25 }, 10)).toBe("2");
     expect(build({ maxUnavailablePercent: 5 }, 10)).toBe("1");
   });
 
-  test("a change to one agent replaces only that agent's three steps", () => {
+  test("a change to one agent replaces only that agent's install", () => {
     const a = synth(haCluster().stack);
     const { stack } = newStack();
     const first = new K3sServer(stack, "server-0", { host: { address: "203.0.113.10", ssh } });
@@ -329,7 +331,7 @@ describe("rolling agents", () => {
     const b = synth(stack);
     const changed = Object.keys(b.resource.terraform_data).filter((k) =>
       JSON.stringify(b.resource.terraform_data[k].triggers_replace) !== JSON.stringify(a.resource.terraform_data[k]?.triggers_replace));
-    expect(changed.map((k) => k.replace(/_[0-9A-F]+$/i, "")).sort()).toEqual(["agent-1_install", "agent-1_rollout-drain", "agent-1_rollout-uncordon"]);
+    expect(changed.map((k) => k.replace(/_[0-9A-F]+$/i, "")).sort()).toEqual(["agent-1_install"]);
   });
 });
 
@@ -381,7 +383,7 @@ describe("the HA example", () => {
       expect(servers[0].clusterNodes).toHaveLength(8);
       const out = synth(cluster);
       expect(installConfig(out, "server-b").server).toBe("https://k8s.example.com:6443");
-      expect(provisioners(resourceOf(out, "terraform_data", "agent-1_rollout-drain"))[0].inline[0]).toContain("MAX_UNAVAILABLE=2");
+      expect(provisioners(resourceOf(out, "terraform_data", "agent-1_install"))[0].inline[0]).toContain("MAX_UNAVAILABLE=2");
     } finally { rmSync(outdir, { recursive: true, force: true }); }
   });
 });

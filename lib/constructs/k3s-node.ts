@@ -137,8 +137,6 @@ export abstract class K3sNode extends Construct {
   /** @internal */
   protected _installStep!: TerraformData;
   private readonly prerequisites: ITerraformDependable[] = [];
-  /** @internal The rolling-restart steps around an agent's install (drain before, uncordon after). */
-  protected _rolloutSteps: TerraformData[] = [];
 
   protected constructor(scope: Construct, id: string, props: K3sNodeProps, role: NodeRole) {
     super(scope, id);
@@ -227,29 +225,23 @@ export abstract class K3sNode extends Construct {
     const trigger = typeof fingerprintConfig === "function"
       ? Lazy.anyValue({ produce: () => fingerprint(`${script}\n${renderK3sConfig(resolveConfig(fingerprintConfig))}`) })
       : fingerprint(`${script}\n${renderK3sConfig(fingerprintConfig)}`);
-    // Rolling restarts: a step before the install (cordon, drain) and one after (Ready, uncordon),
-    // replaced together with it, so they run exactly when the install re-runs.
-    const before = around && new TerraformData(this, "rollout-drain", { triggersReplace: trigger, dependsOn: [this._membership] });
     this._installStep = new TerraformData(this, "install", {
       triggersReplace: trigger,
-      dependsOn: before ? [this._membership, before] : [this._membership],
+      dependsOn: [this._membership],
     });
-    if (around && before) {
-      before.connection = around.connection;
-      before.provisioners = [{ type: "remote-exec", inline: [around.before] }];
-      const after = new TerraformData(this, "rollout-uncordon", { triggersReplace: trigger, dependsOn: [this._installStep] });
-      after.connection = around.connection;
-      after.provisioners = [{ type: "remote-exec", inline: [around.after] }];
-      if (this.decommissioned) { before.count = 0; after.count = 0; }
-      this._rolloutSteps = [before, after];
-    }
     if (this.decommissioned) this._installStep.count = 0;
     const connection = createTimeConnection(this.host);
     this._installStep.connection = connection;
+    // Rolling restarts (agents): a step on a server before the install (slot, cordon, drain) and
+    // one after it (Ready, uncordon, slot back), in the same resource. One resource, not three:
+    // a step waiting for a slot holds one of Terraform's -parallelism workers, and the node that
+    // holds the slot must never need another worker to finish, or the waiters starve it.
     this._installStep.provisioners = [
+      ...(around ? [{ type: "remote-exec" as const, inline: [around.before], connection: around.connection }] : []),
       { type: "remote-exec", inline: [terraformLiteral(renderStagingScript())] },
       { type: "file", content: configYaml, destination: STAGED_CONFIG },
       { type: "remote-exec", inline: [terraformLiteral(script)] },
+      ...(around ? [{ type: "remote-exec" as const, inline: [around.after], connection: around.connection }] : []),
     ];
     // dependable() gives Terraform's bare `type.name` form; a raw fqn would be "${type.name}", which Terraform rejects.
     for (const p of this.prerequisites) this._installStep.dependsOn = [...(this._installStep.dependsOn ?? []), dependable(p)];
