@@ -65,6 +65,8 @@ export interface GraphNode {
   readonly createProvisioners: number;
   /** The address SSH connections of the create-time provisioners go to. */
   readonly sshHost?: string;
+  /** Per create-time provisioner, the address it connects to (a provisioner may have its own connection). */
+  readonly sshHosts?: string[];
   /** The construct path (cdktf metadata). */
   readonly path: string;
 }
@@ -139,10 +141,14 @@ export function buildGraph(synth: SynthJson): GraphNode[] {
       ].filter((a) => a !== e.address).map((a) => `${st.name}:${a}`));
       for (const u of upstream) deps.add(u);
       const provs = createTimeProvisioners(e.body);
-      const sshHost = provs.length ? (connectionHost(provs[0].connection) ?? connectionHost(e.body.connection)) : undefined;
+      // The resource's own host: its connection block (the first provisioner's when it has none).
+      const sshHost = provs.length ? (connectionHost(e.body.connection) ?? connectionHost(provs[0].connection)) : undefined;
+      // Where each provisioner connects: its own connection block, else the resource's (an agent's
+      // install drains and uncordons it on the first server).
+      const sshHosts = provs.map((p) => connectionHost(p.connection) ?? connectionHost(e.body.connection)).filter((x): x is string => x !== undefined);
       nodes.push({
         id: `${st.name}:${e.address}`, stack: st.name, address: e.address, type: e.type, mode: e.mode, body: e.body,
-        deps: [...deps], createProvisioners: provs.length, sshHost, path: e.body["//"]?.metadata?.path ?? e.address,
+        deps: [...deps], createProvisioners: provs.length, sshHost, sshHosts, path: e.body["//"]?.metadata?.path ?? e.address,
       });
       ids.push(`${st.name}:${e.address}`);
     }
@@ -320,8 +326,10 @@ export function computedSsh(synth: SynthJson): SshCounts {
   for (const n of nodes) {
     const runsAgain = again.get(n.id) === "replace" || again.get(n.id) === "add";
     if (n.createProvisioners > 0) {
-      add(fresh, n.sshHost, n.createProvisioners);
-      add(rerun, n.sshHost, runsAgain ? n.createProvisioners : 0);
+      for (const h of n.sshHosts?.length ? n.sshHosts : Array(n.createProvisioners).fill(n.sshHost)) {
+        add(fresh, h, 1);
+        add(rerun, h, runsAgain ? 1 : 0);
+      }
       if (runsAgain && n.type === "terraform_data" && n.path.endsWith("/install")) rerunInstalls++;
     }
     // Read once per run: at apply on a fresh deploy (deferred), at plan on a re-run.

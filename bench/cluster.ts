@@ -2,12 +2,9 @@
  * The clusters the benchmark synthesizes: N nodes, 1 or 3 servers, a PeerFirewall over all of
  * them and Kilo in a second stack, built the way examples/article-cluster/main.ts builds one.
  *
- * "3 servers": the library joins an agent to exactly one K3sServer (there is no HA / multi-server
- * join yet), so a 3-server cluster here is three K3sServer constructs in the cluster stack with
- * the agents spread over them round-robin, ONE PeerFirewall over every node (so the firewall sees
- * three servers: API and etcd rules between them), and one KiloMesh per server, each in a mesh
- * stack of its own. It measures the firewall and graph cost of three servers honestly; it is not
- * an HA control plane.
+ * "3 servers": one HA cluster: server-1 and server-2 join server-0 (embedded etcd), the agents
+ * are spread over the three round-robin, ONE PeerFirewall over every node (API and etcd rules
+ * between the servers) and ONE KiloMesh for the whole cluster in one mesh stack.
  *
  * Variants are the change scenarios of the change-impact columns: each is the base cluster with
  * one thing changed, synthesized separately and diffed against the base.
@@ -90,6 +87,7 @@ export function buildCluster(app: App, spec: ClusterSpec, variant: Variant = "ba
   for (let s = 0; s < spec.servers; s++) {
     const bumped = variant === "k3s-version" || (variant === "k3s-version-server" && s === 0);
     servers.push(new K3sServer(cluster, spec.servers === 1 ? "server" : `server-${s}`, {
+      join: servers[0],
       host: { address: address(s), location: `provider-${s % 4}`, ssh: sshOf(s) },
       version: bumped ? BUMPED_VERSION : undefined,
       install: o.install,
@@ -110,13 +108,9 @@ export function buildCluster(app: App, spec: ClusterSpec, variant: Variant = "ba
     adminCidrs: o.adminCidrs ?? (variant === "admin-cidrs" ? MORE_ADMIN : BASE_ADMIN),
     rateLimitSsh: o.rateLimitSsh,
   });
-  const meshes = o.withoutMesh ? [] : servers.map((server, s) => {
-    const mesh = new TerraformStack(app, servers.length === 1 ? "mesh" : `mesh-${s}`);
-    new KiloMesh(mesh, "kilo", {
-      server,
-      nodes: agents.filter((a) => a.server === server),
-      mtu: variant === "kilo-option" ? 1380 : undefined,
-    });
+  const meshes = o.withoutMesh ? [] : [servers[0]].map((server) => {
+    const mesh = new TerraformStack(app, "mesh");
+    new KiloMesh(mesh, "kilo", { server, mtu: variant === "kilo-option" ? 1380 : undefined });
     return mesh;
   });
   return { cluster, meshes, servers, agents, firewall };

@@ -6,6 +6,7 @@
  * --no-hosts (skip the real-host runs: SSH count, firewall converge), --no-terraform (skip terraform
  * validate/plan), --out FILE (also write the report there).
  */
+import { upgradePath, UpgradePath } from "./upgrade";
 import { spawn } from "child_process";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "fs";
 import { cpus, freemem, loadavg, totalmem, tmpdir } from "os";
@@ -63,7 +64,7 @@ interface Row {
   nodes: number; servers: number;
   wallMs: number; minWallMs: number; processCpuMs?: number; load: number; rssKb: number; inProcMs: number; cpuMs: number; noFwCpuMs: number; jsonBytes: number; resources: number;
   rulesAgent: number; rulesServer: number; rulesTotal: number; ufwFresh: string; ufwConverged: string;
-  path: CriticalPath; impact: Record<string, ImpactSummary>;
+  path: CriticalPath; impact: Record<string, ImpactSummary>; upgrade?: UpgradePath;
   sshFresh: string; sshRerun: string; rerunInstalls: number;
 }
 
@@ -81,10 +82,12 @@ async function measure(nodes: number, servers: number, work: string): Promise<Ro
   const rulesOf = (server: boolean) => [...fw.rulesPerNode].filter(([h]) => serverHosts.has(h) === server).map(([, c]) => c);
   const ssh = computedSsh(synth);
   const impact: Record<string, ImpactSummary> = {};
+  let upgrade: UpgradePath | undefined;
   for (const v of VARIANTS) {
     const dir = join(work, `${v}-${nodes}-${servers}`);
     await runChild(nodes, servers, v, dir);
     impact[v] = summarizeImpact(synth, readSynth(dir));
+    if (v === "k3s-version") upgrade = upgradePath(synth, readSynth(dir));
   }
   const agentsRange = (m: Map<string, number>) => range([...m].filter(([h]) => !serverHosts.has(h)).map(([, c]) => c));
   const serversRange = (m: Map<string, number>) => range([...m].filter(([h]) => serverHosts.has(h)).map(([, c]) => c));
@@ -104,7 +107,7 @@ async function measure(nodes: number, servers: number, work: string): Promise<Ro
     ufwFresh: `${agentsRange(fw.ufwFreshPerNode)} / ${serversRange(fw.ufwFreshPerNode)}`,
     ufwConverged: range([...fw.ufwConvergedPerNode.values()]),
     path: criticalPath(graph),
-    impact,
+    impact, upgrade,
     sshFresh: `${agentsRange(ssh.fresh)} / ${serversRange(ssh.fresh)}`,
     sshRerun: `${agentsRange(ssh.rerun)} / ${serversRange(ssh.rerun)}`,
     rerunInstalls: ssh.rerunInstalls,
@@ -250,6 +253,12 @@ async function main(): Promise<void> {
     say("Critical path stages (work steps that can run at once; Terraform runs 10 at a time unless `-parallelism` is raised):");
     say();
     for (const r of rows) say(`- ${r.nodes} (${r.servers}): ${stagesText(r.path)}`);
+    say();
+    say("Upgrade (d: every node's K3s version) next to the fresh deploy: stages of replaced work steps in the graph; agents then take turns through the rollout slots (maxUnavailable 1):");
+    say();
+    say("| nodes (servers) | fresh deploy: stages | upgrade: stages | upgrade stages | agents restarted | rolling turns (maxUnavailable 1) |");
+    say("|---|---|---|---|---|---|");
+    for (const r of rows) if (r.upgrade) say(`| ${r.nodes} (${r.servers}) | ${r.path.stages.length} | ${r.upgrade.stages} | ${r.upgrade.kinds.join(" → ")} | ${r.upgrade.agentsReplaced} | ${r.upgrade.rollingWaves} |`);
     say();
     if (measured) {
       say(`SSH sessions measured on real hosts (real Terraform 1.11.4 on the harness's hosts, 6 nodes, ssh rate limit ${measured.rateLimitSsh ? "on" : "off (default)"}): fresh deploy ${JSON.stringify(measured.fresh)} in ${measured.freshSeconds.toFixed(1)} s; ` +

@@ -146,6 +146,20 @@ describe("change impact (6 nodes, 1 server), computed from two synths", () => {
   });
 });
 
+describe("upgrade next to the fresh deploy (HA: 3 servers)", () => {
+  const { upgradePath } = require("../bench/upgrade");
+  test.each([6, 50])("%i nodes: servers restart one per stage, then every agent's drain → install → uncordon step in one stage, taking turns", (n) => {
+    const spec: ClusterSpec = { nodes: n, servers: 3 };
+    const base = synth(spec).json;
+    const fresh = criticalPath(buildGraph(base)).stages.length;
+    const up = upgradePath(base, synth(spec, "k3s-version").json, 1);
+    expect(up.kinds).toEqual(["1 server install", "1 server install", "1 server install", `${n - 3} agent install`]);
+    expect(up.agentsReplaced).toBe(n - 3);
+    expect(up.rollingWaves).toBe(n - 3);
+    expect(fresh).toBe(criticalPath(buildGraph(synth({ nodes: 6, servers: 3 }).json)).stages.length);
+  });
+});
+
 /** Batched converge time over per-rule converge time, fresh host, 50 nodes: at most this. */
 const CONVERGE_RATIO = 0.25;
 const canSandbox = process.getuid?.() === 0 && spawnSync("unshare", ["--net", "--mount", "true"]).status === 0

@@ -57,15 +57,16 @@ describe("K3sAgent", () => {
     const out = synth(stack);
     const install = resourceOf(out, "terraform_data", "pi_install");
     const ps = provisioners(install);
-    expect(parseRenderedYaml(ps[1].content)).toMatchObject({
+    expect(parseRenderedYaml(ps.find((p) => p.type === "file")!.content)).toMatchObject({
       "node-name": "home-pi", "node-ip": "192.168.1.20", "node-external-ip": "198.51.100.20",
       "node-label": ["site=home"], "node-taint": ["edge=true:NoSchedule"],
     });
-    expect(ps[2].inline[0]).toContain("K3S_VERSION='v1.32.8+k3s1'");
-    expect(ps[2].inline[0]).toContain("INSTALLER_URL='https://mirror.example.com/k3s/install.sh'");
-    expect(ps[2].inline[0]).not.toContain("wireguard-tools");
-    expect(ps[2].inline[0]).toContain("INSTALL_K3S_EXEC=\"$ROLE\"");
-    expect(ps[2].inline[0]).toContain("ROLE=agent");
+    const script = ps.find((p) => p.type === "remote-exec" && /install or reconfigure the K3s/.test(p.inline[0]))!.inline[0];
+    expect(script).toContain("K3S_VERSION='v1.32.8+k3s1'");
+    expect(script).toContain("INSTALLER_URL='https://mirror.example.com/k3s/install.sh'");
+    expect(script).not.toContain("wireguard-tools");
+    expect(script).toContain("INSTALL_K3S_EXEC=\"$ROLE\"");
+    expect(script).toContain("ROLE=agent");
   });
 
   test("destroy drains and deletes the node on the server, then uninstalls on the host", () => {

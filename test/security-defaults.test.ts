@@ -16,7 +16,7 @@ function configOf(out: any, prefix: string): any {
   return parseRenderedYaml(provisioners(resourceOf(out, "terraform_data", `${prefix}_install`)).find((p) => p.type === "file")!.content);
 }
 function installScriptOf(out: any, prefix: string): string {
-  return provisioners(resourceOf(out, "terraform_data", `${prefix}_install`)).filter((p) => p.type === "remote-exec")[1].inline[0];
+  return provisioners(resourceOf(out, "terraform_data", `${prefix}_install`)).find((p) => p.type === "remote-exec" && /install or reconfigure the K3s/.test(p.inline[0]))!.inline[0];
 }
 function warningsOf(stack: TerraformStack): string[] {
   return stack.node.findAll().flatMap((c) => c.node.metadata).filter((m) => /warn/.test(m.type)).map((m) => String(m.data));

@@ -3,17 +3,21 @@
  * list each PeerFirewall and KiloMesh covers, settings that must agree between them, duplicate
  * addresses, version skew. Each returns messages in the bad-input style (construct, field, fix).
  */
+import { Annotations } from "cdktf";
 import * as v from "../host/validate";
 import { K3sNode } from "./k3s-node";
 import { K3sServer } from "./k3s-server";
 
-/** The servers whose clusters `nodes` touch: the servers among them and the servers their agents join. */
+/**
+ * The clusters `nodes` touch, each as its first server: the servers among them and the servers
+ * their agents join, mapped to their cluster's first server (an HA cluster is one cluster).
+ */
 export function serversOf(nodes: K3sNode[]): K3sServer[] {
   const servers = new Set<K3sServer>();
   for (const n of nodes) {
-    if (n instanceof K3sServer) servers.add(n);
+    if (n instanceof K3sServer) servers.add(n.clusterRoot);
     const joins = (n as { server?: unknown }).server;
-    if (joins instanceof K3sServer) servers.add(joins);
+    if (joins instanceof K3sServer) servers.add(joins.clusterRoot);
   }
   return [...servers];
 }
@@ -30,7 +34,7 @@ export function missingMembers(where: string, servers: K3sServer[], covered: K3s
       if (n.decommissioned || have.has(n)) continue;
       errors.push(defaulted
         ? `${where}: nodes: ${n.node.path} joined ${server.node.path} after this ${construct} was created, so it is not covered; create the ${construct} after every K3sAgent of the cluster`
-        : `${where}: nodes: ${n.node.path} (${n === server ? "the server" : `joins ${server.node.path}`}) is missing; leave nodes out to cover the whole cluster, or add it`);
+        : `${where}: nodes: ${n.node.path} (${n instanceof K3sServer ? (n === server ? "the server" : `a server of ${server.node.path}'s cluster`) : `joins ${((n as { server?: K3sNode }).server ?? server).node.path}`}) is missing; leave nodes out to cover the whole cluster, or add it`);
     }
   }
   return errors;
@@ -54,6 +58,83 @@ export function duplicateAddresses(server: K3sServer): string[] {
         "Only nodes behind one NAT may share it: set behindNat: true on both");
     }
   }
+  return errors;
+}
+
+/** Quorum of an etcd cluster of n voting members. */
+export function quorum(n: number): number {
+  return Math.floor(n / 2) + 1;
+}
+
+/**
+ * The checks of an HA control plane, for one server: what it joins, how many servers the cluster
+ * keeps, datastore and decommissioning. Warnings (even number of etcd servers) are attached here.
+ */
+export function haErrors(server: K3sServer, props: { join?: unknown; datastoreEndpoint?: string; apiAddress?: string; clusterCidr?: string; serviceCidr?: string; clusterName?: string; secretsEncryption?: boolean; rollout?: { maxUnavailable?: number; maxUnavailablePercent?: number }; drainTimeoutSeconds?: number }): string[] {
+  const where = `K3sServer "${server.node.path}"`;
+  const errors: string[] = [];
+  const err = (field: string, msg: string) => errors.push(`${where}: ${field}: ${msg}`);
+  const root = server.clusterRoot;
+  if (props.join !== undefined && !(props.join instanceof K3sServer)) {
+    err("join", "pass the K3sServer construct of the cluster to join");
+    return errors;
+  }
+  if (server.joins) {
+    if (server.joins.stack !== server.stack) {
+      err("join", `${server.joins.node.path} is in stack "${server.joins.stack.node.id}" but this server is in "${server.stack.node.id}": ` +
+        "a joining server needs the cluster's CA hash, server token and a server to run its destroy-time steps on, all from the same stack's state; create every server of a cluster in one stack");
+    }
+    for (const [field, given] of [["apiAddress", props.apiAddress], ["clusterCidr", props.clusterCidr], ["serviceCidr", props.serviceCidr], ["clusterName", props.clusterName], ["secretsEncryption", props.secretsEncryption], ["rollout", props.rollout]] as const) {
+      if (given !== undefined) err(field, `set it on the cluster's first server ${root.node.path} only: every server of a cluster shares it`);
+    }
+    if (props.datastoreEndpoint !== undefined && root.datastoreEndpoint === undefined) {
+      err("datastoreEndpoint", `the first server ${root.node.path} uses embedded etcd; a cluster has one datastore: set datastoreEndpoint on the first server (every server then uses it) or on none`);
+    } else if (props.datastoreEndpoint !== undefined) {
+      err("datastoreEndpoint", `set it on the first server ${root.node.path} only; joining servers use the same datastore`);
+    }
+  }
+  if (props.datastoreEndpoint !== undefined && !v.isToken(props.datastoreEndpoint)) {
+    const d = props.datastoreEndpoint;
+    if (!/^(postgres|mysql|https?|unixs?):\/\//.test(d)) {
+      err("datastoreEndpoint", "give a postgres://, mysql:// or https:// (etcd) endpoint, as K3s's datastore-endpoint takes");
+    } else if (/:\/\/[^/@]*:[^/@]*@/.test(d) || /password=/i.test(d)) {
+      err("datastoreEndpoint", "this endpoint carries a password as plain text, which would be written into the synthesized JSON; pass it as a sensitive TerraformVariable's value (or a secret manager's data source) instead");
+    }
+  }
+  if (server === root) {
+    const o = props.rollout ?? {};
+    if (o.maxUnavailable !== undefined && (!Number.isInteger(o.maxUnavailable) || o.maxUnavailable < 1)) err("rollout.maxUnavailable", `${o.maxUnavailable} must be a whole number of agents, at least 1`);
+    if (o.maxUnavailablePercent !== undefined && (!Number.isFinite(o.maxUnavailablePercent) || o.maxUnavailablePercent <= 0 || o.maxUnavailablePercent > 100)) err("rollout.maxUnavailablePercent", `${o.maxUnavailablePercent} must be a percentage above 0 and at most 100`);
+    if (o.maxUnavailable !== undefined && o.maxUnavailablePercent !== undefined) err("rollout", "give maxUnavailable or maxUnavailablePercent, not both");
+    const servers = server.clusterServers;
+    const live = servers.filter((sv) => !sv.decommissioned);
+    const removed = servers.length - live.length;
+    const embedded = root.datastoreEndpoint === undefined;
+    if (embedded && live.length > 1 && live.length % 2 === 0) {
+      Annotations.of(server).addWarning(`${where}: cluster: ${live.length} servers with embedded etcd: etcd needs a majority (${quorum(live.length)} of ${live.length}), so an even number tolerates no more failures than one server fewer. Use ${live.length - 1} or ${live.length + 1}`);
+    }
+    // Servers of one cluster may differ by one minor release (the middle of a rolling upgrade), not more.
+    const minors = live.map((sv) => ({ sv, m: v.isToken(sv.version) ? undefined : /^v(\d+)\.(\d+)\./.exec(sv.version) }))
+      .filter((x) => x.m).map((x) => ({ sv: x.sv, minor: Number(x.m![1]) * 1000 + Number(x.m![2]) }));
+    if (minors.length > 1) {
+      const lo = minors.reduce((a, b) => (b.minor < a.minor ? b : a));
+      const hi = minors.reduce((a, b) => (b.minor > a.minor ? b : a));
+      if (hi.minor - lo.minor > 1) {
+        err("version", `${hi.sv.node.path} runs ${hi.sv.version} and ${lo.sv.node.path} ${lo.sv.version}: servers of one cluster may be at most one minor release apart. Upgrade one minor release at a time, every server together`);
+      }
+    }
+    if (server.decommissioned) {
+      const dependents = server.clusterNodes.filter((n) => n !== server && !n.decommissioned);
+      if (dependents.length) {
+        err("decommission", `this is the first server, which ${dependents.map((n) => n.node.path).join(", ")} joined through and whose state holds the cluster's tokens and kubeconfig; ` +
+          "decommission the other servers and agents first (or rebuild the cluster around another first server)");
+      }
+    } else if (embedded && removed > 0 && live.length < quorum(servers.length)) {
+      err("cluster", `decommissioning ${removed} of ${servers.length} etcd servers at once leaves ${live.length}, fewer than a quorum (${quorum(servers.length)}); etcd would stop. Decommission one server per deploy`);
+    }
+  }
+  const dt = props.drainTimeoutSeconds;
+  if (dt !== undefined && (!Number.isInteger(dt) || dt < 0 || dt > 3600)) err("drainTimeoutSeconds", `${dt} must be a whole number of seconds between 0 and 3600`);
   return errors;
 }
 

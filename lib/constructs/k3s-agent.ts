@@ -3,8 +3,10 @@
  * the server token or an admin kubeconfig. Destroying it drains it, deletes its Node and
  * removes K3s and Kilo from the host.
  */
+import { Lazy } from "cdktf";
 import { Construct } from "constructs";
-import { connectionDescription, destroyTimeConnection } from "../host/connection";
+import { connectionDescription, createTimeConnection, destroyTimeConnection } from "../host/connection";
+import { renderRolloutAfterScript, renderRolloutBeforeScript } from "../render/rollout-script";
 import { agentConfig } from "../render/k3s-config";
 import { renderDrainScript, renderUninstallScript } from "../render/uninstall-script";
 import { terraformLiteral } from "./internal";
@@ -17,10 +19,15 @@ import { K3sServer } from "./k3s-server";
  * Settings of a K3s agent.
  */
 export interface K3sAgentProps extends K3sNodeProps {
-  /** The server to join. Must be in the same stack. */
+  /**
+   * The server to join (any server of an HA cluster: the agent registers at the cluster's
+   * registration address, K3sServer's `apiAddress`, and learns every server from there).
+   * Must be in the same stack.
+   */
   readonly server: K3sServer;
   /**
-   * How long destroying the agent waits for its pods to drain before deleting the node anyway.
+   * How long the agent's pods may take to drain: before a restart that changes K3s (a rolling
+   * upgrade), and when the agent is destroyed; the restart or deletion goes ahead after that.
    * @default 120
    */
   readonly drainTimeoutSeconds?: number;
@@ -66,6 +73,18 @@ export class K3sAgent extends K3sNode {
     // trigger unknown and replace every agent install for a change on the server alone.
     const fingerprintConfig = agentConfig({ ...settings, token: server._agentTokenSecret });
     const drainTimeout = props.drainTimeoutSeconds ?? 120;
+    // Rolling restarts, coordinated on the cluster's first server (see render/rollout-script.ts).
+    const root = server.clusterRoot;
+    const readyTimeout = props.install?.readyTimeoutSeconds ?? 300;
+    const rollout = () => ({
+      nodeName: this.nodeName,
+      maxUnavailable: server.maxUnavailable,
+      drainTimeoutSeconds: drainTimeout,
+      readyTimeoutSeconds: readyTimeout,
+      // Every agent of the cluster may be ahead in the queue, each within its own bounds.
+      slotTimeoutSeconds: Math.ceil(Math.max(1, server.clusterNodes.filter((n) => n.role === NodeRole.AGENT).length) / server.maxUnavailable) * (drainTimeout + readyTimeout + 120),
+    });
+    const lazyScript = (text: () => string) => Lazy.stringValue({ produce: () => terraformLiteral(text()) });
     this._wireInstall(config, this._installSettings(props),
       // The server's connection, so the destroy-time drain can run there from state alone.
       connectionDescription(server.host, "server_"),
@@ -87,9 +106,14 @@ export class K3sAgent extends K3sNode {
           },
         },
       ],
-      // Created after, and so destroyed before, the server: the drain needs it.
-      [server.installation],
-      fingerprintConfig);
+      // Created after, and so destroyed before, the servers: the drain needs them.
+      [server._lastServer().installation],
+      fingerprintConfig,
+      {
+        connection: createTimeConnection(root.host),
+        before: lazyScript(() => renderRolloutBeforeScript(rollout())),
+        after: lazyScript(() => renderRolloutAfterScript(rollout())),
+      });
   }
 
   private validateAgent(props: K3sAgentProps): string[] {
@@ -97,6 +121,12 @@ export class K3sAgent extends K3sNode {
     const where = `K3sAgent "${this.node.path}"`;
     if (!(props.server instanceof K3sServer)) {
       return [`${where}: server: pass the K3sServer construct this agent joins`];
+    }
+    // Newer than any server of the cluster (during an upgrade servers go first; agents follow).
+    for (const sv of props.server.clusterServers) {
+      if (sv === props.server || sv.decommissioned) continue;
+      const newerThan = agentNewerThanServer(this, sv);
+      if (newerThan) errors.push(`${where}: version: ${newerThan}`);
     }
     if (props.server.stack !== this.stack) {
       errors.push(`${where}: server: ${props.server.node.path} is in stack "${props.server.stack.node.id}" but this agent is in "${this.stack.node.id}"; ` +

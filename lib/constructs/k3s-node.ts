@@ -3,7 +3,7 @@
  * put K3s on it — a membership record that carries destroy-time cleanup, and an install step
  * that re-runs only when this node's K3s version or configuration changes.
  */
-import { dependable, Fn, ITerraformDependable, TerraformStack } from "cdktf";
+import { dependable, Fn, ITerraformDependable, Lazy, SSHProvisionerConnection, TerraformStack } from "cdktf";
 import { Construct } from "constructs";
 import { connectionDescription, createTimeConnection } from "../host/connection";
 import { Host, REQUIRE_HOST_KEYS_CONTEXT } from "../host/host";
@@ -127,7 +127,7 @@ export abstract class K3sNode extends Construct {
   /**
    * The node is being taken out of the cluster: its resources are destroyed (running the
    * destroy-time cleanup) while their configuration still exists, and firewalls and the mesh
-   * leave it out. Set by K3sAgent's `decommission` prop; always false for servers.
+   * leave it out. Set by the `decommission` prop of K3sAgent and K3sServer.
    */
   public readonly decommissioned: boolean;
   /** Kept in state; its destroy-time provisioners take the node out of the cluster. */
@@ -193,12 +193,13 @@ export abstract class K3sNode extends Construct {
    * @internal
    */
   protected _wireInstall(
-    config: K3sConfig,
+    config: K3sConfig | (() => K3sConfig),
     settings: InstallSettings,
     membershipInput: Record<string, unknown>,
     destroyProvisioners: Array<Record<string, unknown>>,
     membershipDependsOn: ITerraformDependable[],
-    fingerprintConfig: K3sConfig = config,
+    fingerprintConfig: K3sConfig | (() => K3sConfig) = config,
+    around?: { connection: SSHProvisionerConnection; before: string; after: string },
   ): void {
     this._membership = new TerraformData(this, "membership", {
       // Only the node's identity replaces it: a replacement runs the destroy-time cleanup.
@@ -211,21 +212,36 @@ export abstract class K3sNode extends Construct {
     // is removed in two deploys: first with count = 0 (cleanup runs), then without the construct.
     if (this.decommissioned) this._membership.count = 0;
 
+    // A config given as a function is rendered at synth, once the whole cluster is known (the
+    // first server of an HA cluster learns that others join it only after its constructor ran).
+    const resolveConfig = (c: K3sConfig | (() => K3sConfig)) => (typeof c === "function" ? c() : c);
     // Values only Terraform knows are encoded by Terraform: YAML-safe whatever they hold.
-    const configYaml = renderK3sConfig(config, (value) => Fn.jsonencode(value));
+    const renderYaml = (c: K3sConfig) => terraformLiteral(renderK3sConfig(c, (value) => Fn.jsonencode(value)));
     const script = renderInstallScript(settings);
+    const configYaml = typeof config === "function"
+      ? Lazy.stringValue({ produce: () => renderYaml(resolveConfig(config)) })
+      : renderYaml(config);
+    // A digest only: the config holds tokens, and triggers are stored in state in clear.
+    const trigger = typeof fingerprintConfig === "function"
+      ? Lazy.anyValue({ produce: () => fingerprint(`${script}\n${renderK3sConfig(resolveConfig(fingerprintConfig))}`) })
+      : fingerprint(`${script}\n${renderK3sConfig(fingerprintConfig)}`);
     this._installStep = new TerraformData(this, "install", {
-      // A digest only: the config holds tokens, and triggers are stored in state in clear.
-      triggersReplace: fingerprint(`${script}\n${renderK3sConfig(fingerprintConfig)}`),
+      triggersReplace: trigger,
       dependsOn: [this._membership],
     });
     if (this.decommissioned) this._installStep.count = 0;
     const connection = createTimeConnection(this.host);
     this._installStep.connection = connection;
+    // Rolling restarts (agents): a step on a server before the install (slot, cordon, drain) and
+    // one after it (Ready, uncordon, slot back), in the same resource. One resource, not three:
+    // a step waiting for a slot holds one of Terraform's -parallelism workers, and the node that
+    // holds the slot must never need another worker to finish, or the waiters starve it.
     this._installStep.provisioners = [
+      ...(around ? [{ type: "remote-exec" as const, inline: [around.before], connection: around.connection }] : []),
       { type: "remote-exec", inline: [terraformLiteral(renderStagingScript())] },
-      { type: "file", content: terraformLiteral(configYaml), destination: STAGED_CONFIG },
+      { type: "file", content: configYaml, destination: STAGED_CONFIG },
       { type: "remote-exec", inline: [terraformLiteral(script)] },
+      ...(around ? [{ type: "remote-exec" as const, inline: [around.after], connection: around.connection }] : []),
     ];
     // dependable() gives Terraform's bare `type.name` form; a raw fqn would be "${type.name}", which Terraform rejects.
     for (const p of this.prerequisites) this._installStep.dependsOn = [...(this._installStep.dependsOn ?? []), dependable(p)];

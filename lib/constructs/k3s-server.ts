@@ -11,9 +11,9 @@ import * as password from "@cdktf/provider-random/lib/password";
 import { connectionDescription, destroyTimeConnection } from "../host/connection";
 import * as v from "../host/validate";
 import { serverConfig } from "../render/k3s-config";
-import { renderUninstallScript } from "../render/uninstall-script";
+import { renderDrainScript, renderUninstallScript } from "../render/uninstall-script";
 import { ensureProvider, terraformLiteral } from "./internal";
-import { duplicateAddresses, requireHost } from "./cluster-checks";
+import { duplicateAddresses, haErrors, requireHost } from "./cluster-checks";
 import { localPath } from "./local-path";
 import { K3sNode, K3sNodeProps, NodeRole } from "./k3s-node";
 import { join } from "path";
@@ -31,9 +31,14 @@ export interface K3sServerProps extends K3sNodeProps {
    */
   readonly clusterName?: string;
   /**
-   * The address clients and agents reach the API at; written into the kubeconfig and the
-   * agents' server URL, and added to the certificate's names.
-   * @default - host.address
+   * The cluster's registration address: what agents, joining servers and the kubeconfig reach the
+   * API at, added to every server's certificate. With several servers, give a fixed address that
+   * follows the control plane (a DNS name with a record per server, a load balancer, a floating IP):
+   * by default it is the first server's address, and while that server is down no new agent or
+   * server can join and the kubeconfig points at a dead address (running agents are unaffected:
+   * their K3s load balancer knows every server). Set it on the first server; joining servers use
+   * the first server's.
+   * @default - host.address of the cluster's first server
    */
   readonly apiAddress?: string;
   /**
@@ -86,6 +91,62 @@ export interface K3sServerProps extends K3sNodeProps {
    * @default false
    */
   readonly outputs?: boolean;
+  /**
+   * Join this server to another server's cluster, for a highly available control plane. The first
+   * server (the one without `join`) starts the embedded etcd cluster (`cluster-init`); each joining
+   * server registers at the first server's `apiAddress` with the server token in the CA-pinned
+   * `K10<ca hash>::server:<secret>` form, so it verifies the cluster before it sends the secret.
+   * Servers join one at a time, in the order they were created; agents install once every server
+   * is up. Use an odd number of servers (3 or 5): etcd needs a majority.
+   * Tokens, CIDRs, the cluster name and the kubeconfig are the first server's.
+   * @default - this server starts a cluster of its own
+   */
+  readonly join?: K3sServer;
+  /**
+   * An external datastore instead of embedded etcd: a `postgres://`, `mysql://` or `https://` (etcd)
+   * endpoint for K3s's `datastore-endpoint`. It usually holds a password, so pass it as a sensitive
+   * value (a `TerraformVariable` with `sensitive: true`, or a secret manager's data source): it is
+   * written into /etc/rancher/k3s/config.yaml only, never onto a command line. Set it on the first
+   * server; joining servers use the same datastore (and then need no `server` URL to join).
+   * @default - embedded etcd when servers join, SQLite for a single server
+   */
+  readonly datastoreEndpoint?: string;
+  /**
+   * How a change that restarts K3s (a version bump, a config change) rolls over the cluster's
+   * agents. Set on the first server; it applies to the whole cluster.
+   * @default - one agent at a time
+   */
+  readonly rollout?: RolloutOptions;
+  /**
+   * Take this server out of the cluster (as K3sAgent's `decommission`): deploying with `true`
+   * drains it, deletes its Node (K3s then removes its etcd member) from another server, uninstalls
+   * K3s and drops it from every firewall and the mesh; then delete the construct. Refused for the
+   * first server while others join through it, and when fewer than a quorum of etcd servers would
+   * be left.
+   * @default false
+   */
+  readonly decommission?: boolean;
+  /**
+   * How long decommissioning this server waits for its pods to drain before deleting its Node anyway.
+   * @default 120
+   */
+  readonly drainTimeoutSeconds?: number;
+}
+
+/**
+ * How restarts roll over the agents of a cluster (servers always go one at a time).
+ */
+export interface RolloutOptions {
+  /**
+   * At most this many agents are cordoned, drained and restarted at once.
+   * @default 1
+   */
+  readonly maxUnavailable?: number;
+  /**
+   * Instead of `maxUnavailable`: this percentage of the cluster's agents, rounded down, at least one.
+   * @default - maxUnavailable applies
+   */
+  readonly maxUnavailablePercent?: number;
 }
 
 /**
@@ -119,28 +180,59 @@ export class K3sServer extends K3sNode {
   public readonly clusterName: string;
   /** The address clients and agents reach the API at. */
   public readonly apiAddress: string;
+  /** The server this one joined, if any. */
+  public readonly joins?: K3sServer;
+  /** The first server of this server's cluster (itself when it joined none). */
+  public readonly clusterRoot: K3sServer;
+  /** The external datastore endpoint (sensitive), if any. */
+  public readonly datastoreEndpoint?: string;
   /** Agents that join this server, in the order they were created (they register themselves). */
   private readonly agents: K3sNode[] = [];
+  /** On the first server: every server of the cluster, in join order (itself first). */
+  private readonly servers: K3sServer[] = [];
+  /** @internal The server token's secret part. */
+  public readonly _serverTokenSecret: string;
+  private readonly rolloutOptions: RolloutOptions;
 
   constructor(scope: Construct, id: string, props: K3sServerProps) {
     super(scope, id, props, NodeRole.SERVER);
     requireHost(this, props);
     ensureProvider(this, "random");
     ensureProvider(this, "local");
-    this.clusterName = props.clusterName ?? "k3s";
-    this.clusterCidr = props.clusterCidr ?? "10.42.0.0/16";
-    this.serviceCidr = props.serviceCidr ?? "10.43.0.0/16";
-    this.apiAddress = props.apiAddress ?? props.host?.address;
-    this.apiServerUrl = `https://${bracketIpv6(this.apiAddress)}:6443`;
+    const root = props.join instanceof K3sServer ? props.join.clusterRoot : this;
+    this.joins = props.join instanceof K3sServer ? props.join : undefined;
+    this.clusterRoot = root;
+    this.rolloutOptions = props.rollout ?? {};
     this.node.addValidation({ validate: () => this.validateServer(props) });
-
-    // Letters and digits only: safe in YAML, URLs and the `K10…::node:<secret>` join token.
-    const serverToken = new password.Password(this, "server-token", { length: 48, special: false });
-    const agentToken = new password.Password(this, "agent-token", { length: 48, special: false });
-    this._agentTokenSecret = agentToken.result;
-
     const h = this.host;
-    const config = serverConfig({
+
+    if (root === this) {
+      this.clusterName = props.clusterName ?? "k3s";
+      this.clusterCidr = props.clusterCidr ?? "10.42.0.0/16";
+      this.serviceCidr = props.serviceCidr ?? "10.43.0.0/16";
+      this.apiAddress = props.apiAddress ?? props.host?.address;
+      this.apiServerUrl = `https://${bracketIpv6(this.apiAddress)}:6443`;
+      this.datastoreEndpoint = props.datastoreEndpoint !== undefined ? Fn.sensitive(props.datastoreEndpoint) : undefined;
+      // Letters and digits only: safe in YAML, URLs and the `K10…::node:<secret>` join token.
+      const serverToken = new password.Password(this, "server-token", { length: 48, special: false });
+      const agentToken = new password.Password(this, "agent-token", { length: 48, special: false });
+      this._serverTokenSecret = serverToken.result;
+      this._agentTokenSecret = agentToken.result;
+      this.servers.push(this);
+    } else {
+      this.clusterName = root.clusterName;
+      this.clusterCidr = root.clusterCidr;
+      this.serviceCidr = root.serviceCidr;
+      this.apiAddress = root.apiAddress;
+      this.apiServerUrl = root.apiServerUrl;
+      this.datastoreEndpoint = root.datastoreEndpoint;
+      this._serverTokenSecret = root._serverTokenSecret;
+      this._agentTokenSecret = root._agentTokenSecret;
+    }
+    // The server that joined last before this one: joins are serial (see _registerServer).
+    const previous = root === this ? undefined : root._registerServer(this);
+
+    const settings = {
       nodeName: this.nodeName,
       address: h.address,
       privateAddress: h.privateAddress,
@@ -148,23 +240,78 @@ export class K3sServer extends K3sNode {
       labels: this.labels,
       taints: this.taints,
       extraConfig: props.extraConfig ?? {},
-      token: serverToken.result,
-      agentToken: agentToken.result,
-      tlsSans: [this.apiAddress, h.address, ...(props.tlsSans ?? [])],
+      agentToken: this._agentTokenSecret,
+      // Every server's certificate covers the registration address, whichever server answers it.
+      tlsSans: [this.apiAddress, h.address, ...(root._tlsSans ?? []), ...(props.tlsSans ?? [])],
       clusterCidr: this.clusterCidr,
       serviceCidr: this.serviceCidr,
-      secretsEncryption: props.secretsEncryption ?? true,
+      secretsEncryption: (root === this ? props.secretsEncryption : root._secretsEncryption) ?? true,
       networkPolicy: props.networkPolicy ?? true,
       serviceLoadBalancer: props.serviceLoadBalancer ?? false,
       nodePortAddresses: this.nodePortAddresses,
+      datastoreEndpoint: this.datastoreEndpoint,
+    };
+    this._tlsSans = props.tlsSans;
+    this._secretsEncryption = props.secretsEncryption;
+    const joining = previous !== undefined;
+    // With an external datastore the servers share it and the token; only embedded etcd needs a URL to join.
+    const joinUrl = joining && this.datastoreEndpoint === undefined ? root.apiServerUrl : undefined;
+    const config = () => serverConfig({
+      ...settings,
+      // CA-pinned: the joining server checks the cluster CA against the hash before sending the secret.
+      token: joining ? Fn.join("", ["K10", root.caHash, "::server:", this._serverTokenSecret]) : this._serverTokenSecret,
+      joinUrl,
+      clusterInit: !joining && this.datastoreEndpoint === undefined && root.servers.length > 1,
     });
-    this._wireInstall(config, this._installSettings(props), {}, [{
+    // As for agents: the trigger digests the secret, not the CA hash, which Terraform reads late.
+    const fingerprintConfig = () => serverConfig({
+      ...settings,
+      token: this._serverTokenSecret,
+      joinUrl,
+      clusterInit: !joining && this.datastoreEndpoint === undefined && root.servers.length > 1,
+    });
+    const destroy: Array<Record<string, unknown>> = [];
+    if (joining) {
+      // Drained and deleted from another server: deleting the Node makes K3s remove its etcd
+      // member (k3s-io/k3s pkg/etcd/member_controller.go, onRemove).
+      destroy.push({
+        "remote-exec": {
+          when: "destroy",
+          inline: [terraformLiteral(renderDrainScript(this.nodeName, props.drainTimeoutSeconds ?? 120))],
+          connection: destroyTimeConnection(root.host, "server_"),
+          on_failure: "continue",
+        },
+      });
+    }
+    destroy.push({
       "remote-exec": {
         when: "destroy",
         inline: [terraformLiteral(renderUninstallScript("server"))],
         connection: destroyTimeConnection(h),
       },
-    }], []);
+    });
+    this._wireInstall(config, this._installSettings(props),
+      joining ? connectionDescription(root.host, "server_") : {},
+      destroy,
+      // Serial joins: after the previous server, so destroyed before it too.
+      previous ? [previous.installation] : [],
+      fingerprintConfig);
+    if (previous) {
+      this.addInstallPrerequisite(previous.installation);
+      // Servers before agents: agents created earlier now also wait for this server.
+      for (const n of this.clusterNodes) if (n.role === NodeRole.AGENT) n.addInstallPrerequisite(this.installation);
+    }
+
+    if (root !== this) {
+      this.kubeconfig = root.kubeconfig;
+      this.clusterCaCertificate = root.clusterCaCertificate;
+      this.clientCertificate = root.clientCertificate;
+      this.clientKey = root.clientKey;
+      this.caHash = root.caHash;
+      this.agentJoinToken = root.agentJoinToken;
+      if (props.outputs === true) this.addOutputs();
+      return;
+    }
 
     // Read on every plan once the install has run: the kubeconfig can always be fetched again.
     // local_command's stdout is not a sensitive attribute (and is logged at TRACE), so the program
@@ -194,7 +341,7 @@ export class K3sServer extends K3sNode {
     this.clientCertificate = secret("client_certificate");
     this.clientKey = secret("client_key");
     this.caHash = field("ca_hash");
-    this.agentJoinToken = Fn.sensitive(Fn.join("", ["K10", this.caHash, "::node:", agentToken.result]));
+    this.agentJoinToken = Fn.sensitive(Fn.join("", ["K10", this.caHash, "::node:", this._agentTokenSecret]));
 
     if (props.kubeconfigPath !== undefined) {
       new sensitiveFile.SensitiveFile(this, "kubeconfig-file", {
@@ -213,12 +360,58 @@ export class K3sServer extends K3sNode {
     }));
   }
 
+  /** @internal */
+  public _tlsSans?: string[];
+  /** @internal */
+  public _secretsEncryption?: boolean;
+
   /**
-   * The whole cluster: this server and every agent that joins it, in the order they were created
-   * (decommissioned agents included). PeerFirewall and KiloMesh cover these nodes by default.
+   * Every server of this server's cluster, in join order (the first server first),
+   * decommissioned ones included.
+   */
+  public get clusterServers(): K3sServer[] {
+    return [...this.clusterRoot.servers];
+  }
+
+  /**
+   * How many agents of the cluster may restart at once (RolloutOptions of the first server).
+   */
+  public get maxUnavailable(): number {
+    const o = this.clusterRoot.rolloutOptions;
+    if (o.maxUnavailablePercent !== undefined) {
+      const agents = this.clusterNodes.filter((n) => n.role === NodeRole.AGENT && !n.decommissioned).length;
+      return Math.max(1, Math.floor((agents * o.maxUnavailablePercent) / 100));
+    }
+    return Math.max(1, Math.floor(o.maxUnavailable ?? 1));
+  }
+
+  /**
+   * @internal Called by a joining server: it becomes part of this (first) server's cluster, joins
+   * after the server that joined last, and every agent of the cluster installs after it.
+   * Returns the server it must wait for.
+   *
+   * Serial, not concurrent: K3s adds a joining server to etcd with MemberAddAsLearner and treats a
+   * failed join as fatal (k3s-io/k3s pkg/etcd/etcd.go, join()), and etcd admits one learner at a
+   * time, so two servers joining at once make one of them fail and restart.
+   */
+  public _registerServer(server: K3sServer): K3sServer {
+    const previous = this.servers[this.servers.length - 1];
+    this.servers.push(server);
+    return previous;
+  }
+
+  /** @internal The server agents wait for before installing: the last to join. */
+  public _lastServer(): K3sServer {
+    return this.clusterRoot.servers[this.clusterRoot.servers.length - 1];
+  }
+
+  /**
+   * The whole cluster: every server (first server first) and every agent that joins any of them, in
+   * the order they were created (decommissioned ones included). PeerFirewall and KiloMesh cover these nodes by default.
    */
   public get clusterNodes(): K3sNode[] {
-    return [this, ...this.agents];
+    const servers = this.clusterRoot.servers;
+    return [...servers, ...servers.flatMap((sv) => sv.agents)];
   }
 
   /** @internal Called by K3sAgent: an agent that joins this server becomes part of its cluster. */
@@ -248,7 +441,8 @@ export class K3sServer extends K3sNode {
     if (props.serviceCidr !== undefined) err("serviceCidr", v.checkCidr(props.serviceCidr));
     if (props.clusterName !== undefined) err("clusterName", v.checkNodeName(props.clusterName));
     if (props.host?.address !== undefined) err("host.address", v.checkNodeAddress(props.host.address));
-    errors.push(...duplicateAddresses(this));
+    if (this.clusterRoot === this) errors.push(...duplicateAddresses(this));
+    errors.push(...haErrors(this, props));
     const kp = props.kubeconfigPath;
     if (kp !== undefined && !v.isToken(kp) && (kp === "" || (/^~[^/]/.test(kp)))) {
       err("kubeconfigPath", `"${kp}": give a file path; only "~" and "~/…" are expanded (to the deploying user's home), not "~user"`);

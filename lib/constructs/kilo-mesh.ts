@@ -316,10 +316,11 @@ export class KiloMesh extends Construct {
     }
     for (const n of props.nodes ?? []) {
       if (!(n instanceof K3sNode)) { err("nodes", "pass K3sServer and K3sAgent constructs"); continue; }
-      if (n instanceof K3sAgent && n.server !== server) err("nodes", `${n.node.path} joins ${n.server.node.path}, not this mesh's server ${server.node.path}`);
+      // One mesh per cluster: an HA cluster's servers share one first server (clusterRoot).
+      if (n instanceof K3sAgent && n.server.clusterRoot !== server.clusterRoot) err("nodes", `${n.node.path} joins ${n.server.node.path}, not this mesh's server ${server.node.path}`);
       if (n instanceof K3sServer && n !== server && n.stack !== server.stack) err("nodes", `${n.node.path} is not in the cluster's stack "${server.stack.node.id}"`);
     }
-    errors.push(...missingMembers(where, [server], this.nodes, props.nodes === undefined, "KiloMesh"));
+    errors.push(...missingMembers(where, [server.clusterRoot], this.nodes, props.nodes === undefined, "KiloMesh"));
     if (props.serviceCidr !== undefined && !v.isToken(props.serviceCidr) && !v.isToken(server.serviceCidr) && props.serviceCidr !== server.serviceCidr) {
       err("serviceCidr", `${props.serviceCidr} differs from ${server.node.path}'s serviceCidr ${server.serviceCidr}; leave serviceCidr out (it defaults to the server's)`);
     }

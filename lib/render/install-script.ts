@@ -61,6 +61,15 @@ export function renderInstallScript(s: InstallSettings): string {
     "  fi",
     "}",
     "",
+    ...versionStepCheck(),
+    ...(s.role === "server" ? [
+      "# A restart of a server that was Ready must end with it Ready again before the next server goes.",
+      "was_ready=false",
+      "if [ -x /usr/local/bin/k3s ] && service_running && [ \"$(timeout 10 /usr/local/bin/k3s kubectl get node \"$NODE_NAME\" -o 'jsonpath={.status.conditions[?(@.type==\"Ready\")].status}' 2>/dev/null)\" = True ]; then",
+      "  was_ready=true",
+      "fi",
+      "",
+    ] : []),
     ...(s.installWireguardTools ? [
       "# Kilo needs the WireGuard tools on every node.",
       "if ! command -v wg >/dev/null 2>&1; then",
@@ -131,6 +140,9 @@ export function renderInstallScript(s: InstallSettings): string {
     "    [ -x /usr/local/bin/k3s ] || fail \"skipDownload is set but /usr/local/bin/k3s is not on this host; copy the $K3S_VERSION binary there first\"",
     "    export INSTALL_K3S_SKIP_DOWNLOAD=true",
     "  fi",
+    "  # K3s's installer restarts the service only when its binary, unit or env file changed",
+    "  # (install.sh, service_enable_and_start); a changed config.yaml needs the restart as well.",
+    "  export INSTALL_K3S_FORCE_RESTART=true",
     "  # The token stays in the config file: nothing secret goes into the environment or argv.",
     `  INSTALL_K3S_VERSION="$K3S_VERSION" INSTALL_K3S_EXEC="$ROLE" timeout 900 sh "$INSTALLER" || fail "the K3s install script failed"`,
     "  write_fingerprint=1",
@@ -145,6 +157,11 @@ export function renderInstallScript(s: InstallSettings): string {
       "wait_for \"$READY_TIMEOUT\" \"node $NODE_NAME to register\" \\",
       "  timeout 10 /usr/local/bin/k3s kubectl get node \"$NODE_NAME\"",
       "log \"K3s API server is ready\"",
+      "if [ \"$was_ready\" = true ]; then",
+      "  node_ready() { [ \"$(timeout 10 /usr/local/bin/k3s kubectl get node \"$NODE_NAME\" -o 'jsonpath={.status.conditions[?(@.type==\"Ready\")].status}')\" = True ]; }",
+      "  wait_for \"$READY_TIMEOUT\" \"node $NODE_NAME to be Ready again\" node_ready",
+      "  log \"node $NODE_NAME is Ready\"",
+      "fi",
     ] : [
       "wait_for \"$READY_TIMEOUT\" \"the agent to join its server (kubelet credentials in /var/lib/rancher/k3s/agent)\" \\",
       "  test -s /var/lib/rancher/k3s/agent/kubelet.kubeconfig",
@@ -157,4 +174,28 @@ export function renderInstallScript(s: InstallSettings): string {
     "if [ \"${write_fingerprint:-0}\" = 1 ]; then printf '%s\\n' \"$fingerprint\" > \"$FINGERPRINT_FILE\"; fi",
     "",
   ].join("\n");
+}
+
+/**
+ * Refuse, before anything changes, a K3s upgrade that skips a minor release: Kubernetes supports
+ * upgrading one minor version at a time. The running version comes from `k3s --version`; a
+ * binary that does not report one (or a first install) is not checked.
+ */
+export function versionStepCheck(): string[] {
+  return [
+    "# One minor version at a time: v1.30 -> v1.31 -> v1.32, never v1.30 -> v1.32.",
+    "minor_of() { printf '%s\\n' \"$1\" | sed -n 's/^v\\{0,1\\}\\([0-9][0-9]*\\)\\.\\([0-9][0-9]*\\)\\..*/\\1 \\2/p' | head -n 1; }",
+    "if [ -x /usr/local/bin/k3s ]; then",
+    "  running=$(/usr/local/bin/k3s --version 2>/dev/null | sed -n 's/^k3s version \\(v[^ ]*\\).*/\\1/p' | head -n 1 || true)",
+    "  from=$(minor_of \"$running\"); to=$(minor_of \"$K3S_VERSION\")",
+    "  if [ -n \"$from\" ] && [ -n \"$to\" ]; then",
+    "    # shellcheck disable=SC2086 # split \"major minor\" into words on purpose",
+    "    set -- $from $to",
+    "    if [ \"$1\" -ne \"$3\" ] || [ \"$4\" -gt $(( $2 + 1 )) ]; then",
+    "      fail \"this host runs K3s $running; $K3S_VERSION skips a minor release. Upgrade one minor version at a time (to v$1.$(( $2 + 1 )) first) and deploy again; nothing was changed\"",
+    "    fi",
+    "  fi",
+    "fi",
+    "",
+  ];
 }

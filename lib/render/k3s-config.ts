@@ -22,6 +22,8 @@ export const MANAGED_KEYS: Record<string, string> = {
   "node-ip": "use host.privateAddress",
   "node-external-ip": "use host.publicAddressOnInterface",
   "write-kubeconfig-mode": "kept at 0600 so only root reads the admin kubeconfig",
+  "cluster-init": "set on the first server when others join it (K3sServer join)",
+  "datastore-endpoint": "use the datastoreEndpoint prop (kept out of plain config)",
   "secrets-encryption": "use the secretsEncryption prop",
   "disable-network-policy": "use the networkPolicy prop",
 };
@@ -65,6 +67,12 @@ export interface ServerSettings extends NodeSettings {
   readonly clusterCidr: string;
   readonly serviceCidr: string;
   readonly secretsEncryption: boolean;
+  /** The first server of an HA cluster with embedded etcd: start the etcd cluster. */
+  readonly clusterInit?: boolean;
+  /** A further server: the registration URL of the server it joins (its token is then the CA-pinned server token). */
+  readonly joinUrl?: string;
+  /** An external datastore (PostgreSQL, MySQL, etcd) instead of embedded etcd or SQLite; a secret. */
+  readonly datastoreEndpoint?: string;
   /** Keep K3s's embedded NetworkPolicy controller (kube-router's). Default true. */
   readonly networkPolicy?: boolean;
   /** Keep K3s's ServiceLB (klipper-lb), which serves LoadBalancer Services on node addresses. Default false. */
@@ -133,6 +141,9 @@ export function serverConfig(s: ServerSettings): K3sConfig {
     "cluster-cidr": s.clusterCidr,
     "service-cidr": s.serviceCidr,
   };
+  if (s.joinUrl !== undefined) c.server = s.joinUrl;
+  if (s.clusterInit) c["cluster-init"] = true;
+  if (s.datastoreEndpoint !== undefined) c["datastore-endpoint"] = s.datastoreEndpoint;
   return withExtra(c, s.extraConfig);
 }
 

@@ -1,0 +1,106 @@
+/**
+ * Rolling restarts of agents. An agent's install step is wrapped by two scripts that run on the
+ * cluster's first server (the only place with admin credentials; agents never get them):
+ *
+ * - before: when the agent's Node already exists (so this is a change, not a first install), wait
+ *   for a rollout slot, then cordon and drain the node (bounded). A slot is the node label
+ *   `cdktf-k3s-kilo/rolling`: at most `maxUnavailable` nodes carry it; taking one is done under
+ *   flock on the server, so agents started together by Terraform cannot both take the last slot.
+ * - after: when the node carries the label, wait (bounded) for it to be Ready again, uncordon it
+ *   and give the slot back.
+ *
+ * On a first install the Node does not exist yet, so both are a lookup and nothing else: a fresh
+ * deploy stays parallel. A failed restart keeps its slot (its node is unavailable), so a broken
+ * upgrade stops after `maxUnavailable` nodes instead of spreading; the next apply re-runs the
+ * step, which finds its own label and carries on.
+ */
+import { scriptHeader, shq, STATE_DIR, WAIT_FOR_FUNCTION } from "./shell";
+
+/** The node label that marks a node as being restarted by a rollout. */
+export const ROLLING_LABEL = "cdktf-k3s-kilo/rolling";
+
+export interface RolloutSettings {
+  /** The agent's Kubernetes node name. */
+  readonly nodeName: string;
+  /** How many agents may be cordoned for a restart at once (>= 1). */
+  readonly maxUnavailable: number;
+  /** Bound for `kubectl drain`. */
+  readonly drainTimeoutSeconds: number;
+  /** Bound for waiting for a free slot. */
+  readonly slotTimeoutSeconds: number;
+  /** Bound for the node to be Ready again after its restart. */
+  readonly readyTimeoutSeconds: number;
+}
+
+const KUBECTL = "timeout 30 /usr/local/bin/k3s kubectl";
+
+/** Runs on the first server before the agent's install: slot, cordon, drain. */
+export function renderRolloutBeforeScript(s: RolloutSettings): string {
+  const drain = Math.floor(s.drainTimeoutSeconds);
+  return [
+    scriptHeader("before restarting an agent: wait for a rollout slot, cordon and drain it"),
+    `NODE=${shq(s.nodeName)}`,
+    `MAX_UNAVAILABLE=${Math.max(1, Math.floor(s.maxUnavailable))}`,
+    `SLOT_TIMEOUT=${Math.floor(s.slotTimeoutSeconds)}`,
+    `LABEL=${ROLLING_LABEL}`,
+    `LOCK=${STATE_DIR}/rollout.lock`,
+    "if [ ! -x /usr/local/bin/k3s ]; then",
+    "  log \"K3s is not on this server; nothing to coordinate\"",
+    "  exit 0",
+    "fi",
+    `if ! ${KUBECTL} get node "$NODE" >/dev/null 2>&1; then`,
+    "  log \"node $NODE is not in the cluster yet: a first install, nothing to drain\"",
+    "  exit 0",
+    "fi",
+    `install -d -m 0755 ${STATE_DIR}`,
+    "# Take a slot: under the lock, count the nodes holding one; ours may already hold one (a re-run).",
+    "take_slot() {",
+    "  (",
+    "    flock -w 30 9 || exit 1",
+    `    holders=$(${KUBECTL} get nodes -l "$LABEL" -o name) || exit 1`,
+    "    if printf '%s\\n' \"$holders\" | grep -qx \"node/$NODE\"; then exit 0; fi",
+    "    count=$(printf '%s\\n' \"$holders\" | grep -c '^node/' || true)",
+    "    [ \"$count\" -lt \"$MAX_UNAVAILABLE\" ] || exit 1",
+    `    ${KUBECTL} label node "$NODE" "$LABEL=true" --overwrite >/dev/null`,
+    "  ) 9>\"$LOCK\"",
+    "}",
+    "start=$(date +%s)",
+    "until take_slot; do",
+    "  if [ $(( $(date +%s) - start )) -ge \"$SLOT_TIMEOUT\" ]; then",
+    "    fail \"no rollout slot for $NODE within ${SLOT_TIMEOUT}s: $MAX_UNAVAILABLE node(s) labelled $LABEL are still restarting (a failed restart keeps its label; fix that node and deploy again)\"",
+    "  fi",
+    "  sleep 3",
+    "done",
+    "log \"rollout: $NODE took a slot ($MAX_UNAVAILABLE at a time); cordoning and draining\"",
+    `${KUBECTL} cordon "$NODE" >/dev/null`,
+    "# Bounded: a PodDisruptionBudget that never allows an eviction must not hang the deploy.",
+    `if ! timeout ${drain + 30} /usr/local/bin/k3s kubectl drain "$NODE" --ignore-daemonsets --delete-emptydir-data --timeout=${drain}s; then`,
+    `  log "warning: $NODE did not drain within ${drain}s; restarting it anyway (K3s keeps running containers across a restart)"`,
+    "fi",
+    "",
+  ].join("\n");
+}
+
+/** Runs on the first server after the agent's install: Ready again, uncordon, slot back. */
+export function renderRolloutAfterScript(s: RolloutSettings): string {
+  return [
+    scriptHeader("after restarting an agent: wait until it is Ready, uncordon it, free its slot"),
+    WAIT_FOR_FUNCTION,
+    `NODE=${shq(s.nodeName)}`,
+    `READY_TIMEOUT=${Math.floor(s.readyTimeoutSeconds)}`,
+    `LABEL=${ROLLING_LABEL}`,
+    "if [ ! -x /usr/local/bin/k3s ]; then exit 0; fi",
+    `if ! ${KUBECTL} get nodes -l "$LABEL" -o name 2>/dev/null | grep -qx "node/$NODE"; then`,
+    "  log \"$NODE was not cordoned by a rollout; nothing to do\"",
+    "  exit 0",
+    "fi",
+    "node_ready() {",
+    `  [ "$(${KUBECTL} get node "$NODE" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}')" = True ]`,
+    "}",
+    "wait_for \"$READY_TIMEOUT\" \"node $NODE to be Ready after its restart\" node_ready",
+    `${KUBECTL} uncordon "$NODE" >/dev/null`,
+    `${KUBECTL} label node "$NODE" "$LABEL-" >/dev/null`,
+    "log \"rollout: $NODE is Ready and schedulable again; slot released\"",
+    "",
+  ].join("\n");
+}

@@ -1,0 +1,170 @@
+/**
+ * The rolling-restart scripts, run in a real shell: several agents' drain steps started at once
+ * never hold more than maxUnavailable slots, each node is cordoned and drained before its restart
+ * and uncordoned after, and a first install touches nothing. The scripts run with flock, date
+ * and sh from this machine; only `k3s kubectl` is a recording stand-in (a shell script keeping
+ * nodes and labels in files), because there is no cluster here. Also: the install script's
+ * refusal to skip a minor release.
+ */
+import { execFileSync, spawnSync } from "child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, chmodSync, mkdirSync } from "fs";
+import { tmpdir } from "os";
+import { join } from "path";
+import { renderRolloutAfterScript, renderRolloutBeforeScript, RolloutSettings } from "../lib/render/rollout-script";
+import { renderInstallScript, versionStepCheck } from "../lib/render/install-script";
+import { STATE_DIR } from "../lib/render/shell";
+import { shellcheck } from "./util/shellcheck";
+
+const settings = (nodeName: string, maxUnavailable: number): RolloutSettings => ({
+  nodeName, maxUnavailable, drainTimeoutSeconds: 30, slotTimeoutSeconds: 120, readyTimeoutSeconds: 30,
+});
+
+/** A recording `k3s kubectl`: nodes are directories, a label or cordon is a file, every call a log line. */
+const FAKE_K3S = `#!/bin/sh
+set -eu
+S="$FAKE_STATE"
+ev() { printf '%s %s\\n' "$(date +%s%N)" "$*" >> "$S/events.log"; }
+[ "$1" = kubectl ] || exit 2
+shift
+case "$1 $2" in
+  "get node")
+    [ -d "$S/nodes/$3" ] || { echo "not found" >&2; exit 1; }
+    case "$*" in *jsonpath*) printf True ;; esac ;;
+  "get nodes")
+    for n in "$S"/nodes/*; do [ -e "$n/rolling" ] && printf 'node/%s\\n' "$(basename "$n")"; done; true ;;
+  "label node")
+    case "$4" in
+      *-) rm -f "$S/nodes/$3/rolling"; ev "release $3" ;;
+      *) touch "$S/nodes/$3/rolling"; ev "take $3" ;;
+    esac ;;
+  "cordon "*) ev "cordon $2" ;;
+  "uncordon "*) ev "uncordon $2" ;;
+  "drain "*) ev "drain $2"; sleep 0.3 ;;
+  *) echo "unexpected: $*" >&2; exit 2 ;;
+esac
+`;
+
+let dir: string;
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), "rollout-"));
+  writeFileSync(join(dir, "k3s"), FAKE_K3S);
+  chmodSync(join(dir, "k3s"), 0o755);
+  mkdirSync(join(dir, "state"));
+});
+afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+/** The script with its two fixed paths pointed into the test's directory. */
+function localize(script: string): string {
+  return script.split("/usr/local/bin/k3s").join(join(dir, "k3s")).split(STATE_DIR).join(join(dir, "state"));
+}
+
+function addNodes(names: string[]) {
+  for (const n of names) mkdirSync(join(dir, "nodes", n), { recursive: true });
+}
+
+function events(): string[][] {
+  let text = "";
+  try { text = readFileSync(join(dir, "events.log"), "utf8"); } catch { return []; }
+  return text.trim().split("\n").filter(Boolean).map((l) => l.split(" "));
+}
+
+describe("rollout scripts", () => {
+  test("pass shellcheck", () => {
+    expect(shellcheck(renderRolloutBeforeScript(settings("agent-1", 2)))).toBe("");
+    expect(shellcheck(renderRolloutAfterScript(settings("agent-1", 2)))).toBe("");
+  });
+
+  test.each([1, 2])("six agents started together: at most %i restart at once, each cordoned, drained, restarted, uncordoned in order", (max) => {
+    const names = ["a0", "a1", "a2", "a3", "a4", "a5"];
+    addNodes(names);
+    for (const n of names) {
+      writeFileSync(join(dir, `before-${n}.sh`), localize(renderRolloutBeforeScript(settings(n, max))));
+      writeFileSync(join(dir, `after-${n}.sh`), localize(renderRolloutAfterScript(settings(n, max))));
+    }
+    // What Terraform does with parallelism >= 6: every agent's drain step, its install (here a
+    // recorded restart) and its uncordon step, all started at the same moment.
+    const driver = names.map((n) =>
+      `( sh "${dir}/before-${n}.sh" && printf '%s restart ${n}\\n' "$(date +%s%N)" >> "${dir}/events.log" && sleep 0.5 && sh "${dir}/after-${n}.sh" ) >"${dir}/${n}.out" 2>&1 &`).join("\n") + "\nwait\n";
+    const r = spawnSync("sh", ["-c", driver], { env: { ...process.env, FAKE_STATE: dir }, encoding: "utf8", timeout: 120_000 });
+    expect(r.status).toBe(0);
+    const ev = events();
+    let holding = 0;
+    let most = 0;
+    for (const [, what] of ev) {
+      if (what === "take") holding++;
+      if (what === "release") holding--;
+      most = Math.max(most, holding);
+    }
+    expect(most).toBe(max);
+    for (const n of names) {
+      const mine = ev.filter(([, , who]) => who === n).map(([, what]) => what);
+      expect(mine).toEqual(["take", "cordon", "drain", "restart", "uncordon", "release"]);
+    }
+    expect(holding).toBe(0);
+  });
+
+  test("a first install (no Node yet) is not drained and takes no slot", () => {
+    writeFileSync(join(dir, "before.sh"), localize(renderRolloutBeforeScript(settings("new-node", 1))));
+    writeFileSync(join(dir, "after.sh"), localize(renderRolloutAfterScript(settings("new-node", 1))));
+    const env = { ...process.env, FAKE_STATE: dir };
+    const out = execFileSync("sh", [join(dir, "before.sh")], { env, encoding: "utf8" });
+    expect(out).toContain("a first install, nothing to drain");
+    execFileSync("sh", [join(dir, "after.sh")], { env, encoding: "utf8" });
+    expect(events()).toEqual([]);
+  });
+
+  test("a node that failed its restart keeps its slot: the next one waits, then gives up within its bound", () => {
+    addNodes(["stuck", "next"]);
+    writeFileSync(join(dir, "nodes", "stuck", "rolling"), "");
+    const s = { ...settings("next", 1), slotTimeoutSeconds: 4 };
+    writeFileSync(join(dir, "before.sh"), localize(renderRolloutBeforeScript(s)));
+    const started = Date.now();
+    const r = spawnSync("sh", [join(dir, "before.sh")], { env: { ...process.env, FAKE_STATE: dir }, encoding: "utf8", timeout: 60_000 });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/no rollout slot for next within 4s: 1 node\(s\) labelled cdktf-k3s-kilo\/rolling are still restarting/);
+    expect(Date.now() - started).toBeLessThan(20_000);
+    expect(events().filter(([, what]) => what === "cordon")).toEqual([]);
+  });
+});
+
+describe("one minor release at a time", () => {
+  const check = (running: string, target: string) => {
+    writeFileSync(join(dir, "k3s"), `#!/bin/sh\necho "k3s version ${running} (abcdef)"\necho "go version go1.22"\n`);
+    const script = [
+      "set -eu",
+      "log() { echo \"$*\"; }",
+      "fail() { echo \"error: $*\" >&2; exit 1; }",
+      `K3S_VERSION='${target}'`,
+      localize(versionStepCheck().join("\n")),
+      "echo checked",
+    ].join("\n");
+    return spawnSync("sh", ["-c", script], { encoding: "utf8" });
+  };
+  test.each([
+    ["v1.32.5+k3s1", "v1.33.4+k3s1", true],
+    ["v1.33.1+k3s1", "v1.33.4+k3s1", true],
+    ["v1.33.4+k3s1", "v1.32.8+k3s1", true],
+    ["v1.31.2+k3s1", "v1.33.4+k3s1", false],
+    ["v1.30.0+k3s1", "v1.34.1+k3s1", false],
+  ])("from %s to %s: allowed %s", (running, target, allowed) => {
+    const r = check(running, target);
+    expect(r.status === 0).toBe(allowed);
+    if (!allowed) expect(r.stderr).toMatch(new RegExp(`this host runs K3s ${running.replace(/[+.]/g, "\\$&")}; ${target.replace(/[+.]/g, "\\$&")} skips a minor release.*nothing was changed`));
+  });
+
+  test("part of the install script, before anything is installed", () => {
+    const script = renderInstallScript({ role: "agent", nodeName: "n", version: "v1.33.4+k3s1", installScriptUrl: "https://get.k3s.io", skipDownload: false, installWireguardTools: true, readyTimeoutSeconds: 300 });
+    expect(script.indexOf("skips a minor release")).toBeGreaterThan(0);
+    expect(script.indexOf("skips a minor release")).toBeLessThan(script.indexOf("wireguard-tools"));
+    expect(shellcheck(script)).toBe("");
+  });
+
+  test("a config-only change restarts K3s: the installer is told to restart even when its binary is unchanged", () => {
+    const script = renderInstallScript({ role: "server", nodeName: "n", version: "v1.33.4+k3s1", installScriptUrl: "https://get.k3s.io", skipDownload: false, installWireguardTools: true, readyTimeoutSeconds: 300 });
+    const force = script.indexOf("export INSTALL_K3S_FORCE_RESTART=true");
+    expect(force).toBeGreaterThan(0);
+    expect(force).toBeLessThan(script.indexOf("INSTALL_K3S_EXEC=\"$ROLE\""));
+    // Only on the path that (re)installs: an unchanged fingerprint restarts nothing.
+    expect(force).toBeGreaterThan(script.indexOf("nothing to change"));
+  });
+});
