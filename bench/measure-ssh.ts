@@ -1,13 +1,14 @@
 /**
  * SSH sessions per node, MEASURED: the bench's 6-node cluster stack is deployed onto throwaway
  * hosts of the real-host harness (test/harness: network namespaces, a real OpenSSH server each,
- * real ufw), with the harness's Terraform executor, then deployed again with no change. Each
- * host's sshd log is read before and after each run; "Accepted publickey" lines are the SSH
+ * real ufw) by the real `terraform` (1.11.4, on cdk.tf.json as synthesized; the null/random/local
+ * providers are the stand-ins of test/standin-providers/), then deployed again with no change.
+ * Each host's sshd log is read before and after each run; "Accepted publickey" lines are the SSH
  * connections that host accepted. The K3s installer is the harness's recording stand-in (K3s
  * cannot be downloaded here); its own log says how many times an installer ran.
  *
  * Only the cluster stack runs here: the mesh stack talks HTTPS to the Kubernetes API, never SSH,
- * and the harness does not execute kubernetes_* resources.
+ * and no API server can run here.
  */
 import { spawnSync } from "child_process";
 import { cpSync, existsSync, readFileSync } from "fs";
@@ -16,7 +17,8 @@ import { App } from "cdktf";
 import { buildCluster, Variant } from "./cluster";
 import { createLab, Lab } from "../test/harness/lab";
 import { serveStandIn, STAND_IN_INSTALLER_URL, standInCounts } from "../test/harness/stand-in";
-import { TerraformRunner } from "../test/harness/terraform";
+import { synthesizeIn, TerraformCli } from "../test/harness/terraform-cli";
+import { applyJson, JsonRun } from "../test/harness/terraform-json";
 
 export interface MeasuredSsh {
   /** Host name → SSH connections accepted during the fresh deploy. */
@@ -30,7 +32,7 @@ export interface MeasuredSsh {
   readonly freshSeconds: number;
   readonly rerunSeconds: number;
   readonly rateLimitSsh: boolean;
-  /** Then the server's K3s version alone is bumped and applied: what the harness replaced. */
+  /** Then the server's K3s version alone is bumped and applied: what Terraform replaced. */
   readonly serverVersionBump: { replaced: string[]; installerRuns: Record<string, number>; sessions: Record<string, number> };
 }
 
@@ -49,10 +51,12 @@ function accepted(logFile: string): number {
 }
 
 export async function measureSsh(nodes: number, rateLimitSsh = true): Promise<MeasuredSsh> {
-  // The compiled harness looks for the stand-in installer next to itself.
-  const standIn = join(__dirname, "..", "test", "harness", "stand-in-k3s");
-  const source = join(__dirname, "..", "..", "..", "test", "harness", "stand-in-k3s");
-  if (!existsSync(standIn) && existsSync(source)) cpSync(source, standIn, { recursive: true });
+  // The compiled harness looks for the stand-in installer and the stand-in providers next to itself.
+  for (const dir of [join("harness", "stand-in-k3s"), "standin-providers"]) {
+    const copy = join(__dirname, "..", "test", dir);
+    const source = join(__dirname, "..", "..", "..", "test", dir);
+    if (existsSync(source)) cpSync(source, copy, { recursive: true, force: true });
+  }
 
   const names = Array.from({ length: nodes }, (_, i) => (i === 0 ? "server" : `agent-${i - 1}`));
   // The harness allows documentation ranges only; the tests use them too (e2e 198.51.100,
@@ -69,12 +73,11 @@ export async function measureSsh(nodes: number, rateLimitSsh = true): Promise<Me
     }
   }
   if (!lab) throw lastError;
-  const tf = new TerraformRunner({ parallelism: 10 });
   try {
     serveStandIn(lab);
     const l = lab;
     const synth = (variant: Variant): string => {
-      const outdir = join(l.dir, `cdktf.out-${variant}`);
+      const outdir = join(l.dir, "cdktf.out");
       const app = new App({ outdir });
       const built = buildCluster(app, { nodes, servers: 1 }, variant, {
       address: (i) => l.hosts[i].address,
@@ -84,10 +87,19 @@ export async function measureSsh(nodes: number, rateLimitSsh = true): Promise<Me
       rateLimitSsh,
         withoutMesh: true,
       });
-      app.synth();
-      return readFileSync(join(outdir, "stacks", built.cluster.node.id, "cdk.tf.json"), "utf8");
+      // cdktf's default local backend puts the state in the synthesizing process's cwd: the lab's dir.
+      synthesizeIn(l.dir, () => app.synth());
+      return join(outdir, "stacks", built.cluster.node.id);
     };
-    const json = synth("base");
+    // One working directory (and so one state) for every run: each variant is synthesized into it.
+    const stackDir = synth("base");
+    const tf = new TerraformCli(stackDir);
+    await tf.init();
+    const apply = async (): Promise<JsonRun> => {
+      const r = await applyJson(tf, { parallelism: 10, check: false });
+      if (!r.ok) throw new Error(`terraform apply failed: ${r.errors.map((e) => `${e.summary}: ${e.detail}`).join("; ")}`);
+      return r;
+    };
     const log = (i: number) => join(l.hosts[i].dir, "share", "sshd.log");
     const snapshot = () => l.hosts.map((_, i) => accepted(log(i)));
     const perHostInstalls = async () => (await Promise.all(l.hosts.map((h) => standInCounts(h)))).map((c) => c.installs);
@@ -95,17 +107,18 @@ export async function measureSsh(nodes: number, rateLimitSsh = true): Promise<Me
 
     const s0 = snapshot();
     const t0 = Date.now();
-    await tf.apply(json);
+    await apply();
     const t1 = Date.now();
     const s1 = snapshot();
     const i1 = await installs();
-    const second = await tf.apply(json);
+    const second = await apply();
     const t2 = Date.now();
     const s2 = snapshot();
     const i2 = await installs();
     const per = (a: number[], b: number[]) => Object.fromEntries(names.map((n, i) => [n, b[i] - a[i]]));
     const h2 = await perHostInstalls();
-    const bump = await tf.apply(synth("k3s-version-server"));
+    if (synth("k3s-version-server") !== stackDir) throw new Error("the variant was synthesized elsewhere");
+    const bump = await apply();
     const s3 = snapshot();
     const h3 = await perHostInstalls();
     return {
@@ -123,7 +136,6 @@ export async function measureSsh(nodes: number, rateLimitSsh = true): Promise<Me
       rateLimitSsh,
     };
   } finally {
-    tf.dispose();
     await lab.cleanup();
   }
 }

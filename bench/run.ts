@@ -252,7 +252,7 @@ async function main(): Promise<void> {
     for (const r of rows) say(`- ${r.nodes} (${r.servers}): ${stagesText(r.path)}`);
     say();
     if (measured) {
-      say(`SSH sessions measured on real hosts (harness, 6 nodes, ssh rate limit ${measured.rateLimitSsh ? "on" : "off (default)"}): fresh deploy ${JSON.stringify(measured.fresh)} in ${measured.freshSeconds.toFixed(1)} s; ` +
+      say(`SSH sessions measured on real hosts (real Terraform 1.11.4 on the harness's hosts, 6 nodes, ssh rate limit ${measured.rateLimitSsh ? "on" : "off (default)"}): fresh deploy ${JSON.stringify(measured.fresh)} in ${measured.freshSeconds.toFixed(1)} s; ` +
         `no-change re-run ${JSON.stringify(measured.rerun)} in ${measured.rerunSeconds.toFixed(1)} s, installer runs ${measured.rerunInstalls}, planned changes ${measured.rerunChanges.length ? measured.rerunChanges.join(", ") : "none"}.`);
       const b = measured.serverVersionBump;
       say(`Then the server's K3s version alone bumped and applied on the same hosts: replaced ${b.replaced.join(", ") || "nothing"}; ` +

@@ -3,22 +3,26 @@
  *
  * Four throwaway hosts from the lab harness (network namespaces on one bridge, each with its own
  * sshd, /etc and /run): a server, two agents (one logging in as a passwordless-sudo user) and a
- * stranger that is not in the cluster. The synthesized firewall steps are executed over SSH with
- * Terraform's remote-exec semantics and real ufw/iptables, then real TCP/UDP packets are sent
- * between every pair to show each rule lets in what it should and nothing else.
+ * stranger that is not in the cluster. The real `terraform` (test/harness/terraform-cli.ts, with the
+ * stand-in null/random/local providers of test/standin-providers/) applies the synthesized stack's
+ * firewall steps over SSH to real ufw/iptables, then real TCP/UDP packets are sent between every
+ * pair to show each rule lets in what it should and nothing else.
  *
- * Only the firewall steps of the stack are applied here: the K3s installs that wait for them are
- * covered by the install tests (K3s itself cannot be downloaded on the test machines). Kilo's
+ * Only the firewall steps of the stack are applied here, with Terraform's own `-target` (the JSON
+ * is run as synthesized): the K3s installs that wait for them are the e2e's (test/e2e-cluster).
+ * Kilo's
  * interfaces are stand-ins: kilo0 and kube-bridge are veth links with Kilo's names and addresses
  * in a pod and a "mesh" namespace; ufw matches interfaces by name, so the rules are the real ones.
  */
 import { spawn, spawnSync, ChildProcess } from "child_process";
 import { randomBytes } from "crypto";
-import { K3sAgent, K3sNode, K3sServer, PeerFirewall } from "../lib";
+import { join } from "path";
+import { App, TerraformStack } from "cdktf";
+import { K3sAgent, K3sServer, PeerFirewall } from "../lib";
 import { createLab, Lab, LabHost } from "./harness/lab";
 import { labHost, localHost, netnsHost, ProbeCase, ProbeHost, runMatrix, sshBanner, surprises } from "./harness/probe";
-import { TerraformRunner } from "./harness/terraform";
-import { newStack, synth } from "./util/synth";
+import { synthesizeIn, terraformBinary, TerraformCli } from "./harness/terraform-cli";
+import { applyJson, JsonRun, stackAddresses } from "./harness/terraform-json";
 
 jest.setTimeout(600000);
 
@@ -28,7 +32,9 @@ const canRun = process.getuid?.() === 0 && ["ufw", "iptables", "socat", "sshd", 
 const describeReal = canRun ? describe : describe.skip;
 
 let lab: Lab;
-let tf: TerraformRunner;
+let tf: TerraformCli;
+/** Every apply's parsed output. */
+const runs: JsonRun[] = [];
 let server: LabHost, agent1: LabHost, agent2: LabHost, stranger: LabHost;
 let admin: ProbeHost;
 /** Probe ends for the lab hosts, by name. */
@@ -40,25 +46,40 @@ const podNs = `cdktf-fw-${id}-pod`;
 const meshNs = `cdktf-fw-${id}-mesh`;
 let pod: ProbeHost, mesh: ProbeHost;
 
-/** The stack as a user writes it, with `agents` as the cluster's agents; only the firewall steps. */
-function firewallStack(agents: LabHost[]): { json: any; firewall: PeerFirewall; nodes: K3sNode[] } {
-  const { stack } = newStack();
+/**
+ * The stack as a user writes it, with `agents` as the cluster's agents, synthesized into the same
+ * directory each time (the state goes to the lab's directory). Returns its firewall steps by node.
+ */
+function firewallStack(agents: LabHost[]): Record<string, string> {
+  const app = new App({ outdir: join(lab.dir, "cdktf.out") });
+  const stack = new TerraformStack(app, "cluster");
   const ssh = (h: LabHost) => ({ user: h.sshUser, privateKeyPath: lab.privateKeyPath, hostKey: h.hostKey, timeout: "1m" });
-  const k3sServer = new K3sServer(stack, "server", { host: { address: server.address, ssh: ssh(server) } });
+  const k3sServer = new K3sServer(stack, "server", { host: { address: server.address, ssh: ssh(server) }, kubeconfigPath: join(lab.dir, "kubeconfig") });
   const k3sAgents = agents.map((a) => new K3sAgent(stack, a.name, { server: k3sServer, host: { address: a.address, ssh: ssh(a) } }));
-  const nodes = [k3sServer, ...k3sAgents];
-  const firewall = new PeerFirewall(stack, "firewall", { nodes, adminCidrs: [`${lab.adminAddress}/32`], rateLimitSsh: true });
-  const out = synth(stack);
-  const json = { ...out, resource: { null_resource: out.resource.null_resource } } as any;
-  delete json.data;
-  delete json.output;
-  return { json, firewall, nodes };
+  new PeerFirewall(stack, "firewall", { nodes: [k3sServer, ...k3sAgents], adminCidrs: [`${lab.adminAddress}/32`], rateLimitSsh: true });
+  synthesizeIn(lab.dir, () => app.synth());
+  const steps: Record<string, string> = {};
+  for (const a of stackAddresses(stackDir())) {
+    const m = /^null_resource\.firewall_(.+)_[0-9A-F]{8}$/.exec(a);
+    if (m) steps[m[1]] = a;
+  }
+  return steps;
+}
+
+const stackDir = () => join(lab.dir, "cdktf.out", "stacks", "cluster");
+
+/** Apply the firewall steps only (Terraform's -target), plus `alsoTarget` (e.g. a step left behind). */
+async function applyFirewalls(steps: Record<string, string>, o: { alsoTarget?: string[]; replace?: string[] } = {}): Promise<JsonRun> {
+  const r = await applyJson(tf, { targets: [...Object.values(steps), ...(o.alsoTarget ?? [])], replace: o.replace, check: false });
+  runs.push(r);
+  if (!r.ok) throw new Error(`terraform apply failed:\n${r.errors.map((e) => `${e.summary}: ${e.detail}`).join("\n")}\n${r.result.stderr}`);
+  return r;
 }
 
 /**
  * ufw's `limit` refuses a source's 6th new SSH connection within 30 seconds. Terraform makes one
- * connection per provisioner; the harness makes about three (connect check, upload, run), so
- * between applies from the admin address the test lets the window pass.
+ * connection per provisioner (one per firewall step here), the tests' own SSH sessions add to
+ * it, so between applies from the admin address the test lets the window pass.
  */
 const quietSsh = () => new Promise((r) => setTimeout(r, 31000));
 
@@ -72,9 +93,11 @@ async function snapshot(h: LabHost): Promise<string> {
   return h.run("ufw status verbose; ufw show added; iptables-save -t filter | grep -v '^[#:]'; ip6tables-save -t filter | grep -v '^[#:]'");
 }
 
-function firewallLogs(resourcePart: string): string {
-  return tf.records.filter((r) => r.kind === "remote-exec" && r.resource.includes(`firewall_${resourcePart}`))
-    .map((r) => r.stdout + r.stderr).join("\n");
+/** What the firewall step of `node` printed, in every apply so far (Terraform's provisioner output). */
+function firewallLogs(node: string, only?: JsonRun[]): string {
+  return (only ?? runs).flatMap((r) => r.events)
+    .filter((e) => e.type === "provision_progress" && new RegExp(`^null_resource\\.firewall_${node}_[0-9A-F]{8}$`).test(e.address!))
+    .map((e) => e.output).join("\n");
 }
 
 /** The public-address matrix for the cluster `members` (the rest of the lab are outsiders). */
@@ -125,6 +148,8 @@ function kiloMatrix(): ProbeCase[] {
 
 describeReal("PeerFirewall on real hosts", () => {
   beforeAll(async () => {
+    // First, before any host exists: throws "the tests need the terraform binary …" without it.
+    terraformBinary();
     lab = await createLab({
       hosts: [
         { name: "server", address: `${NET}.10` },
@@ -136,7 +161,9 @@ describeReal("PeerFirewall on real hosts", () => {
     [server, agent1, agent2, stranger] = ["server", "agent-1", "agent-2", "stranger"].map((n) => lab.host(n));
     for (const h of lab.hosts) P[h.name] = labHost(h);
     admin = localHost("admin", lab.adminAddress);
-    tf = new TerraformRunner({ workDir: `${lab.dir}/tf` });
+    firewallStack([agent1, agent2]);
+    tf = new TerraformCli(stackDir());
+    await tf.init();
 
     // Stand-ins for Kilo's interfaces on the server: kube-bridge to a pod, kilo0 to the mesh.
     extraNetns.push(podNs, meshNs);
@@ -168,7 +195,6 @@ describeReal("PeerFirewall on real hosts", () => {
   });
 
   afterAll(async () => {
-    tf?.dispose();
     await lab?.cleanup();
     for (const ns of extraNetns) spawnSync("ip", ["netns", "del", ns], { timeout: 15000 });
   });
@@ -190,9 +216,10 @@ describeReal("PeerFirewall on real hosts", () => {
       while (ticks === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
       expect(ticks).toBeGreaterThan(0);
 
-      const { json } = firewallStack([agent1, agent2]);
-      const report = await tf.apply(json);
-      expect(Object.values(report.plan)).toEqual(["create", "create", "create"]);
+      const steps = firewallStack([agent1, agent2]);
+      const report = await applyFirewalls(steps);
+      expect(report.plan).toEqual(Object.fromEntries(Object.values(steps).map((a) => [a, "create"])));
+      expect(Object.keys(steps).sort()).toEqual(["agent-1", "agent-2", "server"]);
 
       const before = ticks;
       await new Promise((r) => setTimeout(r, 1500));
@@ -239,37 +266,31 @@ describeReal("PeerFirewall on real hosts", () => {
   test("a second run changes nothing: ufw and iptables identical before and after", async () => {
     await quietSsh();
     const before = await Promise.all([server, agent1, agent2].map(snapshot));
-    // A fresh state runs every firewall step again, as after a lost state or a re-created resource.
-    const again = new TerraformRunner({ workDir: `${lab.dir}/tf-again` });
-    try {
-      await again.apply(firewallStack([agent1, agent2]).json);
-      const logs = again.records.filter((r) => r.kind === "remote-exec").map((r) => r.stdout);
-      expect(logs).toHaveLength(3);
-      for (const l of logs) {
-        expect(l).toMatch(/firewall converged \(0 change\(s\)\)/);
-        expect(l).not.toMatch(/added|deleted|enabled/);
-      }
-    } finally {
-      again.dispose();
+    // -replace runs every firewall step again, as after a lost state or a re-created resource.
+    const steps = firewallStack([agent1, agent2]);
+    const again = await applyFirewalls(steps, { replace: Object.values(steps) });
+    expect(again.provisioned.sort()).toEqual(Object.values(steps).sort());
+    for (const node of Object.keys(steps)) {
+      const l = firewallLogs(node, [again]);
+      expect(l).toMatch(/firewall converged \(0 change\(s\)\)/);
+      expect(l).not.toMatch(/added|deleted|enabled/);
     }
     const after = await Promise.all([server, agent1, agent2].map(snapshot));
     expect(after).toEqual(before);
     // And with the same state, Terraform has nothing to do.
-    const report = await tf.apply(firewallStack([agent1, agent2]).json);
-    expect(Object.values(report.plan).every((a) => a === "noop")).toBe(true);
+    const plan = await tf.plan({ detailedExitcode: true, targets: Object.values(steps) });
+    expect(plan.code).toBe(0);
   });
 
   test("removing agent-2 closes its access on the others; the operator's own rule survives", async () => {
     await quietSsh();
     // The operator opens 8080 to the stranger on agent-1 by hand.
     await agent1.run("ufw allow proto tcp from 203.0.113.13 to any port 8080 comment 'opened by hand'");
-    const { json } = firewallStack([agent1]);
-    const report = await tf.apply(json);
-    expect(report.plan).toMatchObject({
-      [Object.keys(report.plan).find((a) => a.includes("firewall_server"))!]: "replace",
-      [Object.keys(report.plan).find((a) => a.includes("firewall_agent-1"))!]: "replace",
-      [Object.keys(report.plan).find((a) => a.includes("firewall_agent-2"))!]: "delete",
-    });
+    const old = firewallStack([agent1, agent2]);
+    const steps = firewallStack([agent1]);
+    // The step of a node that left the configuration is destroyed by Terraform; target it too.
+    const report = await applyFirewalls(steps, { alsoTarget: [old["agent-2"]] });
+    expect(report.plan).toEqual({ [steps.server]: "replace", [steps["agent-1"]]: "replace", [old["agent-2"]]: "delete" });
     expect(firewallLogs("server")).toMatch(/deleted stale rule: ufw allow from 203\.0\.113\.12 to any port 6443 proto tcp/);
     expect(await server.run("ufw show added")).not.toContain("203.0.113.12");
     expect(await agent1.run("ufw show added")).toContain("ufw allow from 203.0.113.13 to any port 8080 proto tcp comment 'opened by hand'");

@@ -157,11 +157,33 @@ describe("peer firewall rule sets", () => {
     expect(ruleWords(extra[1])).toEqual(["allow", "proto", "tcp", "from", "192.0.2.0/24", "to", "any", "port", "30000:32767"]);
   });
 
+  test("a private address is a source only for peers in the same location (its own network)", () => {
+    // A 1:1-NAT node (GCP) whose 10.128.0.2 means something only inside GCP.
+    const c: FirewallCluster = {
+      nodes: [
+        node("server", "203.0.113.10", "server", { location: "hetzner" }),
+        node("gcp-a", "198.51.100.41", "agent", { privateAddress: "10.128.0.2", location: "gcp" }),
+        node("gcp-b", "198.51.100.42", "agent", { privateAddress: "10.128.0.3", location: "gcp" }),
+        node("plain", "203.0.113.12", "agent", { privateAddress: "10.0.0.12" }),
+      ],
+      adminCidrs: [ADMIN],
+    };
+    const sources = (n: string) => new Set(nodeRuleSet(c, n).rules.filter((r) => r.purpose === "kubelet").map((r) => r.from));
+    // Elsewhere the range belongs to someone else: the server allows the GCP nodes' public addresses only.
+    expect(sources("server")).toEqual(new Set(["198.51.100.41", "198.51.100.42", "203.0.113.12"]));
+    expect(sources("plain")).toEqual(new Set(["203.0.113.10", "198.51.100.41", "198.51.100.42"]));
+    // Inside GCP, each allows the other's private address too.
+    expect(sources("gcp-a")).toEqual(new Set(["203.0.113.10", "198.51.100.42", "10.128.0.3", "203.0.113.12"]));
+    expect(sources("gcp-b")).toContain("10.128.0.2");
+    // WireGuard and etcd follow the same rule.
+    expect(nodeRuleSet(c, "server").rules.some((r) => r.from === "10.128.0.2")).toBe(false);
+  });
+
   test("custom ports and networks: WireGuard port, pod/service/Kilo ranges, SSH port, private addresses, bastion", () => {
     const c: FirewallCluster = {
       nodes: [
-        node("server", "203.0.113.10", "server", { privateAddress: "192.0.2.10" }),
-        node("agent", "203.0.113.11", "agent", { sshPort: 2222, sshFrom: ["203.0.113.10", "192.0.2.10"] }),
+        node("server", "203.0.113.10", "server", { privateAddress: "192.0.2.10", location: "dc1" }),
+        node("agent", "203.0.113.11", "agent", { sshPort: 2222, sshFrom: ["203.0.113.10", "192.0.2.10"], location: "dc1" }),
       ],
       adminCidrs: [ADMIN],
       wireguardPort: 51821,

@@ -1,18 +1,8 @@
-// cdktf's Testing helpers synthesize into fresh temp dirs (cdktf.outdir.*) and never remove them;
-// delete the ones this run created.
-const { readdirSync, rmSync, statSync } = require("fs");
-const { tmpdir } = require("os");
-const { join } = require("path");
+// Remove the run's own temp dir (see global-setup.js): cdktf's Testing helpers never remove their
+// outdirs, and inside jest the harness's "exit" handlers never fire.
+const { rmSync } = require("fs");
 
 module.exports = async () => {
-  const start = Number(process.env.CDKTF_K3S_KILO_TEST_START || Date.now());
-  for (const name of readdirSync(tmpdir())) {
-    // standin-tf-*: test/harness/terraform-env.ts's mirror dirs (jest's sandboxed process never
-    // fires the "exit" handler that removes them outside jest).
-    if (!name.startsWith("cdktf.outdir.") && !name.startsWith("standin-tf-")) continue;
-    const path = join(tmpdir(), name);
-    try {
-      if (statSync(path).birthtimeMs >= start - 1000) rmSync(path, { recursive: true, force: true });
-    } catch { /* gone already */ }
-  }
+  const dir = process.env.CDKTF_K3S_KILO_TEST_TMPDIR;
+  if (dir && dir.includes("cdktf-k3s-kilo-test-")) rmSync(dir, { recursive: true, force: true });
 };

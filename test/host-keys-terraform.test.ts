@@ -7,7 +7,7 @@
  *   flock /tmp/cdktf-lab.lock npx jest test/host-keys-terraform.test.ts
  */
 import { spawnSync } from "child_process";
-import { mkdtempSync, readFileSync, rmSync } from "fs";
+import { appendFileSync, mkdtempSync, readFileSync, rmSync } from "fs";
 import { tmpdir } from "os";
 import { join } from "path";
 import { App, TerraformStack } from "cdktf";
@@ -31,6 +31,7 @@ beforeAll(async () => {
       { name: "jump", address: "203.0.113.40" },
       { name: "inner", address: "203.0.113.41", sshAllowFrom: ["203.0.113.40"] },
       { name: "direct", address: "203.0.113.42" },
+      { name: "dual", address: "203.0.113.43" },
     ],
   });
   work = mkdtempSync(join(tmpdir(), "host-keys-tf-"));
@@ -139,6 +140,29 @@ describe("host keys on real Terraform", () => {
     expect(apply.out).toContain(`Host: ${i.address}`);
     expect(apply.out).toContain(`Host: ${j.address}`);
     expect(apply.seconds).toBeLessThan(TIMEOUT_S + 20);
+  });
+});
+
+describe("which key to pin", () => {
+  let ecdsaKey: string;
+  beforeAll(async () => {
+    // A server with an ECDSA key besides its ed25519 one, as stock Debian/Ubuntu servers have.
+    const d = lab.host("dual");
+    const file = join(d.dir, "share", "ssh_host_ecdsa_key");
+    spawnSync("ssh-keygen", ["-q", "-t", "ecdsa", "-b", "256", "-N", "", "-f", file]);
+    ecdsaKey = readFileSync(`${file}.pub`, "utf8").trim().split(/\s+/).slice(0, 2).join(" ");
+    appendFileSync(join(d.dir, "share", "sshd_config"), "HostKey /run/cdktf-lab/ssh_host_ecdsa_key\n");
+    await d.stopSshd();
+    await d.startSshd();
+  });
+
+  test("Terraform negotiates ECDSA when the server has it: a pinned ed25519 key then fails, the ECDSA key works", async () => {
+    const d = lab.host("dual");
+    const ed = await (await stackFor("dual-ed25519", { address: d.address, ssh: { ...ssh(), hostKey: d.hostKey } })).run(["apply", "-auto-approve", "-input=false", "-no-color"], {}, [0, 1]);
+    expect(ed.code).toBe(1);
+    expect(`${ed.stdout}${ed.stderr}`.replace(/\s+/g, " ")).toContain("knownhosts: key mismatch");
+    const ec = await (await stackFor("dual-ecdsa", { address: d.address, ssh: { ...ssh(), hostKey: ecdsaKey } })).run(["apply", "-auto-approve", "-input=false", "-no-color"]);
+    expect(ec.stdout).toContain("reached dual");
   });
 });
 

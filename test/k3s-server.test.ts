@@ -34,7 +34,8 @@ describe("K3sServer", () => {
     const config = uploadedConfig(resourceOf(out, "terraform_data", "server_install"));
     expect(config).toMatchObject({
       "flannel-backend": "none",
-      "disable-network-policy": true,
+      "disable": ["servicelb"],
+      "kube-proxy-arg": ["nodeport-addresses=10.4.0.0/16"],
       "secrets-encryption": true,
       "write-kubeconfig-mode": "0600",
       "node-name": "server",
@@ -45,6 +46,8 @@ describe("K3sServer", () => {
     expect(config.token).toMatch(/^\$\{jsonencode\(random_password\.server_server-token_\w+\.result\)\}$/);
     expect(config["agent-token"]).toMatch(/^\$\{jsonencode\(random_password\.server_agent-token_\w+\.result\)\}$/);
     expect(config).not.toHaveProperty("node-external-ip");
+    // NetworkPolicy stays enforced by K3s's embedded controller.
+    expect(config).not.toHaveProperty("disable-network-policy");
   });
 
   test("passes every node setting into the config", () => {
@@ -71,7 +74,7 @@ describe("K3sServer", () => {
       "cluster-cidr": "10.52.0.0/16",
       "service-cidr": "10.53.0.0/16",
       "secrets-encryption": false,
-      "disable": ["traefik"],
+      "disable": ["servicelb", "traefik"],
       "kubelet-arg": ["max-pods=150"],
     });
     const fetch = out.data!.local_command[Object.keys(out.data!.local_command)[0]];
@@ -82,7 +85,8 @@ describe("K3sServer", () => {
     const def = serverStack().out;
     const script = provisioners(resourceOf(def, "terraform_data", "server_install")).filter((p) => p.type === "remote-exec")[1].inline[0];
     expect(script).toContain(`K3S_VERSION='${K3S_DEFAULT_VERSION}'`);
-    expect(script).toContain("INSTALLER_URL='https://get.k3s.io'");
+    expect(script).toContain(`INSTALLER_URL='https://raw.githubusercontent.com/k3s-io/k3s/${K3S_DEFAULT_VERSION.replace("+", "%2B")}/install.sh'`);
+    expect(script).not.toContain("get.k3s.io");
     expect(script).toContain("SKIP_DOWNLOAD=false");
     expect(K3S_DEFAULT_VERSION).toMatch(/^v1\.\d+\.\d+\+k3s\d+$/);
 

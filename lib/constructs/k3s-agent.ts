@@ -53,6 +53,7 @@ export class K3sAgent extends K3sNode {
       labels: this.labels,
       taints: this.taints,
       extraConfig: props.extraConfig ?? {},
+      nodePortAddresses: this.nodePortAddresses,
       serverUrl: server.apiServerUrl,
     };
     const config = agentConfig({ ...settings, token: server.agentJoinToken });

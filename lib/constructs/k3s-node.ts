@@ -8,11 +8,11 @@ import { Construct } from "constructs";
 import { connectionDescription, createTimeConnection } from "../host/connection";
 import { Host, REQUIRE_HOST_KEYS_CONTEXT } from "../host/host";
 import * as v from "../host/validate";
-import { renderK3sConfig, K3sConfig, MANAGED_KEYS } from "../render/k3s-config";
+import { renderK3sConfig, K3sConfig, managedKeyReason, DEFAULT_NODEPORT_ADDRESSES } from "../render/k3s-config";
 import { InstallSettings, renderInstallScript, STAGED_CONFIG } from "../render/install-script";
 import { renderStagingScript } from "../render/shell";
 import { fingerprint, reportStackSecurity, requireHostKeys, TerraformData, terraformLiteral } from "./internal";
-import { K3S_DEFAULT_VERSION, K3S_INSTALL_SCRIPT_URL } from "../versions";
+import { K3S_DEFAULT_VERSION, K3S_RELEASE_INSTALL_SCRIPT_URL } from "../versions";
 
 /** The role of a node in the cluster. */
 export enum NodeRole {
@@ -28,9 +28,18 @@ export enum NodeRole {
 export interface K3sInstallOptions {
   /**
    * URL of K3s's install script: a mirror, or `file:///path` for a copy already on the host.
-   * @default "https://get.k3s.io"
+   * The script is fetched once per URL and kept on the host; the install's fingerprint covers
+   * its content, so a different script re-runs the install.
+   * @default - install.sh of the release tag being installed, K3S_RELEASE_INSTALL_SCRIPT_URL
+   * ("https://raw.githubusercontent.com/k3s-io/k3s/v1.33.4%2Bk3s1/install.sh" for the default version)
    */
   readonly scriptUrl?: string;
+  /**
+   * sha256 (64 hex digits) the install script must have. Checked on the host before the script
+   * runs; a mismatch stops the install.
+   * @default - not checked: the script is trusted as served over https from the tag's URL
+   */
+  readonly scriptSha256?: string;
   /**
    * Use the k3s binary already at /usr/local/bin/k3s instead of downloading it
    * (air-gapped hosts; `INSTALL_K3S_SKIP_DOWNLOAD`).
@@ -87,6 +96,14 @@ export interface K3sNodeProps {
    * @default - none
    */
   readonly extraConfig?: { [key: string]: any };
+  /**
+   * The networks (CIDR blocks) whose addresses on this node serve NodePort Services
+   * (kube-proxy `--nodeport-addresses`). kube-proxy accepts NodePort traffic before ufw sees it,
+   * so this, not PeerFirewall, decides who reaches a NodePort. `["0.0.0.0/0"]` serves them on
+   * every address, public ones included (kube-proxy's own default): reachable from the Internet.
+   * @default ["10.4.0.0/16"] - Kilo's default WireGuard subnet: the node's mesh address only
+   */
+  readonly nodePortAddresses?: string[];
 }
 
 /**
@@ -105,6 +122,8 @@ export abstract class K3sNode extends Construct {
   public readonly labels: { [key: string]: string };
   /** Node taints. */
   public readonly taints: string[];
+  /** Where kube-proxy serves NodePorts on this node (`--nodeport-addresses`). */
+  public readonly nodePortAddresses: string[];
   /**
    * The node is being taken out of the cluster: its resources are destroyed (running the
    * destroy-time cleanup) while their configuration still exists, and firewalls and the mesh
@@ -127,6 +146,7 @@ export abstract class K3sNode extends Construct {
     this.version = props.version ?? K3S_DEFAULT_VERSION;
     this.labels = props.labels ?? {};
     this.taints = props.taints ?? [];
+    this.nodePortAddresses = props.nodePortAddresses ?? [...DEFAULT_NODEPORT_ADDRESSES];
     this.decommissioned = (props as { decommission?: boolean }).decommission === true;
     this.node.addValidation({ validate: () => this.validateNode(props) });
     reportStackSecurity(this.stack, { path: this.node.path, host: props.host, server: role === NodeRole.SERVER });
@@ -157,7 +177,8 @@ export abstract class K3sNode extends Construct {
       role: this.role === NodeRole.SERVER ? "server" : "agent",
       nodeName: this.nodeName,
       version: this.version,
-      installScriptUrl: props.install?.scriptUrl ?? K3S_INSTALL_SCRIPT_URL,
+      installScriptUrl: props.install?.scriptUrl ?? releaseInstallScriptUrl(this.version),
+      installScriptSha256: props.install?.scriptSha256,
       skipDownload: props.install?.skipDownload ?? false,
       installWireguardTools: props.install?.installWireguardTools ?? true,
       readyTimeoutSeconds: props.install?.readyTimeoutSeconds ?? 300,
@@ -275,9 +296,19 @@ export abstract class K3sNode extends Construct {
     if (rt !== undefined && !v.isToken(rt) && (!Number.isInteger(rt) || rt < 10 || rt > 3600)) {
       err("install.readyTimeoutSeconds", `${rt} must be a whole number of seconds between 10 and 3600`);
     }
+    if (props.install?.scriptSha256 !== undefined) err("install.scriptSha256", v.checkSha256(props.install.scriptSha256));
     for (const k of Object.keys(props.extraConfig ?? {})) {
-      if (k in MANAGED_KEYS) err(`extraConfig["${k}"]`, `this key is managed by cdktf-k3s-kilo (${MANAGED_KEYS[k]})`);
+      const managed = managedKeyReason(k);
+      if (managed) err(`extraConfig["${k}"]`, `this key is managed by cdktf-k3s-kilo (${managed})`);
       else if (k.startsWith("-")) err(`extraConfig["${k}"]`, `write the flag name without leading dashes ("${k.replace(/^-+/, "")}")`);
+    }
+    const proxyArgs = props.extraConfig?.["kube-proxy-arg"] ?? props.extraConfig?.["kube-proxy-arg+"];
+    for (const a of Array.isArray(proxyArgs) ? proxyArgs : proxyArgs !== undefined ? [proxyArgs] : []) {
+      if (typeof a === "string" && /^-*nodeport-addresses[= ]/.test(a)) err(`extraConfig["kube-proxy-arg"]`, `"${a}": use the nodePortAddresses prop`);
+    }
+    if (!v.isToken(this.nodePortAddresses)) {
+      if (this.nodePortAddresses.length === 0) err("nodePortAddresses", "give at least one CIDR block; [\"0.0.0.0/0\"] serves NodePorts on every address");
+      this.nodePortAddresses.forEach((c, i) => err(`nodePortAddresses[${i}]`, v.checkCidr(c)));
     }
     // Node names must be unique across the cluster's stack.
     const others = this.stack.node.findAll().filter((c): c is K3sNode => c instanceof K3sNode && c !== this);
@@ -285,4 +316,10 @@ export abstract class K3sNode extends Construct {
     if (dup) err("nodeName", `"${this.nodeName}" is also the node name of ${dup.node.path}; give each node its own nodeName`);
     return errors;
   }
+}
+
+/** K3S_RELEASE_INSTALL_SCRIPT_URL for a release tag (a literal or a Terraform token). */
+function releaseInstallScriptUrl(version: string): string {
+  const tag = v.isToken(version) ? Fn.replace(version, "+", "%2B") : version.replace(/\+/g, "%2B");
+  return K3S_RELEASE_INSTALL_SCRIPT_URL.replace("{version}", tag);
 }

@@ -55,6 +55,20 @@ export interface K3sServerProps extends K3sNodeProps {
    */
   readonly secretsEncryption?: boolean;
   /**
+   * Enforce NetworkPolicy with K3s's embedded controller (kube-router's network policy
+   * firewall, the enforcement Kilo documents). Set false only if you run another policy engine.
+   * @default true
+   */
+  readonly networkPolicy?: boolean;
+  /**
+   * Run K3s's ServiceLB (klipper-lb), which serves every LoadBalancer Service (Traefik's 80/443
+   * included) on the nodes' own addresses. kube-proxy accepts that traffic before ufw sees it, so
+   * with ServiceLB on, every LoadBalancer port is open to the Internet on every node, whatever
+   * PeerFirewall says.
+   * @default false
+   */
+  readonly serviceLoadBalancer?: boolean;
+  /**
    * Also write the admin kubeconfig to this local file (mode 0600) on the machine running
    * `cdktf deploy`. It is rewritten on every apply that changes it, so deleting it is harmless.
    * @default - no file; read the `kubeconfig` attribute instead
@@ -125,6 +139,9 @@ export class K3sServer extends K3sNode {
       clusterCidr: this.clusterCidr,
       serviceCidr: this.serviceCidr,
       secretsEncryption: props.secretsEncryption ?? true,
+      networkPolicy: props.networkPolicy ?? true,
+      serviceLoadBalancer: props.serviceLoadBalancer ?? false,
+      nodePortAddresses: this.nodePortAddresses,
     });
     this._wireInstall(config, this._installSettings(props), {}, [{
       "remote-exec": {

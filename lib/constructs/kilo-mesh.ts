@@ -22,6 +22,7 @@ import { KILO_IMAGE, WIREGUARD_GO_IMAGE } from "../versions";
 import { K3sAgent } from "./k3s-agent";
 import { K3sNode } from "./k3s-node";
 import { K3sServer } from "./k3s-server";
+import { PeerFirewall } from "./peer-firewall";
 
 /** How Kilo lays out the WireGuard mesh. */
 export enum MeshGranularity {
@@ -191,6 +192,16 @@ export class KiloMesh extends Construct {
     this.wireguardPort = props.wireguardPort ?? 51820;
     this.wireguardSubnet = props.wireguardSubnet ?? "10.4.0.0/16";
     this.node.addValidation({ validate: () => this.validateMesh(props) });
+    const listen = props.metricsListen;
+    if (listen !== undefined && !v.isToken(listen)) {
+      const host = (/^(.*):(\d+)$/.exec(listen)?.[1] ?? "").replace(/^\[(.*)\]$/, "$1");
+      const loopback = host === "localhost" || (!v.checkIp(host) && ipaddr.parse(host).range() === "loopback");
+      if (!loopback) {
+        const where = host === "" || host === "0.0.0.0" || host === "::" ? "every address of every node, public ones included" : `${host}`;
+        Annotations.of(this).addWarning(`KiloMesh "${this.node.path}": metricsListen: "${listen}" serves kg's metrics, pprof and mesh graph on ${where}. ` +
+          "PeerFirewall opens no port for it, but anything that reaches that address (pods, mesh peers, a shared private network) can read them; keep it on 127.0.0.1 unless something must scrape it.");
+      }
+    }
     if (this.meshGranularity === MeshGranularity.FULL && (props.leaders ?? []).length > 0) {
       Annotations.of(this).addWarning(`KiloMesh "${this.node.path}": leaders only matter with MeshGranularity.LOCATION; with FULL every node is its own leader`);
     }
@@ -347,8 +358,8 @@ export class KiloMesh extends Construct {
     if (props.wireguardGoImage !== undefined && !props.userspaceWireguard) {
       err("wireguardGoImage", "only used with userspaceWireguard: true; set that too, or remove wireguardGoImage");
     }
-    if (props.image !== undefined) err("image", checkImage(props.image));
-    if (props.wireguardGoImage !== undefined) err("wireguardGoImage", checkImage(props.wireguardGoImage));
+    if (props.image !== undefined) err("image", v.checkImage(props.image));
+    if (props.wireguardGoImage !== undefined) err("wireguardGoImage", v.checkImage(props.wireguardGoImage));
     for (const arg of props.extraArgs ?? []) {
       if (v.isToken(arg)) continue;
       if (!arg.startsWith("--")) { err("extraArgs", `"${arg}" is not a flag; write kg flags as --name=value`); continue; }
@@ -357,18 +368,6 @@ export class KiloMesh extends Construct {
     }
     return errors;
   }
-}
-
-/** An image reference that pins a version (a tag other than latest, or a digest). */
-function checkImage(image: string): string | undefined {
-  if (v.isToken(image)) return undefined;
-  if (image === "" || /\s/.test(image)) return `"${image}" is not an image reference such as registry/repository:tag`;
-  const name = image.slice(image.lastIndexOf("/") + 1);
-  const tag = name.includes(":") ? name.slice(name.indexOf(":") + 1).split("@")[0] : undefined;
-  if (!image.includes("@sha256:") && (tag === undefined || tag === "" || tag === "latest")) {
-    return `"${image}" does not pin a version; name a release tag or a digest (nothing floats)`;
-  }
-  return undefined;
 }
 
 /** A readable construct id for a node's annotations: its path below its stack. */
@@ -539,6 +538,16 @@ export class KiloPeers extends Construct {
       ["the service network", mesh.server.serviceCidr],
       ["the WireGuard network", mesh.wireguardSubnet],
     ];
+    // Addresses a peer's allowed IPs must not claim: the nodes' own, and the admin networks
+    // (the peer's traffic would then pass as theirs on every firewall).
+    const claimed: Array<[string, string]> = [];
+    for (const n of mesh.nodes) {
+      if (!(n instanceof K3sNode) || !n.host) continue;
+      for (const a of [n.host.address, n.host.privateAddress]) if (a !== undefined && !v.isToken(a) && !v.checkIp(a)) claimed.push([`the address of node ${n.node.path}`, a]);
+    }
+    for (const fw of mesh.server.stack.node.findAll().filter((c): c is PeerFirewall => c instanceof PeerFirewall && c.nodes.includes(mesh.server))) {
+      for (const c of fw.adminCidrs) if (!v.isToken(c) && !v.checkCidr(c)) claimed.push([`the admin network of ${fw.node.path}`, c]);
+    }
     const seen = new Map<string, number>();
     this.peers.forEach((p, i) => {
       const at = `${where}: peers[${i}]${p.name && !v.isToken(p.name) ? ` ("${p.name}")` : ""}`;
@@ -566,6 +575,9 @@ export class KiloPeers extends Construct {
         if (bad) continue;
         for (const [what, net] of reserved) {
           if (cidrsOverlap(cidr, net)) err("allowedIps", `${cidr} overlaps ${what} ${net}; the peer would take over cluster addresses. Use a range outside it, such as 10.5.0.0/24`);
+        }
+        for (const [what, net] of claimed) {
+          if (v.overlaps(cidr, net)) err("allowedIps", `${cidr} overlaps ${what} (${net}); the peer's traffic would pass for it. Use the peer's own mesh range, such as 10.5.0.1/32`);
         }
       }
       const e = p.endpoint;

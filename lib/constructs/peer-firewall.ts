@@ -84,6 +84,8 @@ export interface PeerFirewallProps {
 export class PeerFirewall extends Construct {
   /** The nodes this firewall covers (decommissioned agents left out). */
   public readonly nodes: K3sNode[];
+  /** The admin networks (SSH, and the API on servers). */
+  public readonly adminCidrs: string[];
   private readonly sets = new Map<K3sNode, NodeRuleSet>();
   private readonly steps = new Map<K3sNode, nullResource.Resource>();
 
@@ -97,6 +99,8 @@ export class PeerFirewall extends Construct {
         `PeerFirewall "${this.node.path}": no adminCidrs, so SSH (22/tcp, rate-limited) stays open to the whole Internet on every node. ` +
         "Set adminCidrs to the networks you administer the cluster from, including the machine running cdktf deploy.");
     }
+    this.adminCidrs = [...(props.adminCidrs ?? [])];
+    this.warnAboutWideSources(props);
     ensureProvider(this, "null");
 
     const server = this.nodes.find((n): n is K3sServer => n instanceof K3sServer);
@@ -158,10 +162,11 @@ export class PeerFirewall extends Construct {
     const bastion = h.ssh?.bastion?.host;
     if (bastion !== undefined) {
       sshFrom.push(bastion);
-      // A bastion that is itself a node may reach this one from its private address.
+      // A bastion that is itself a node may reach this one from its private address (on a shared network).
       for (const other of this.nodes) {
         const oh = other.host;
-        if (other !== n && oh.address === bastion && oh.privateAddress !== undefined) sshFrom.push(oh.privateAddress);
+        const sameNetwork = h.location !== undefined && h.location !== "" && oh.location === h.location;
+        if (other !== n && oh.address === bastion && oh.privateAddress !== undefined && sameNetwork) sshFrom.push(oh.privateAddress);
       }
     }
     return {
@@ -169,9 +174,44 @@ export class PeerFirewall extends Construct {
       role: n.role === NodeRole.SERVER ? "server" : "agent",
       address: h.address,
       privateAddress: h.privateAddress,
+      location: h.location,
       sshPort: h.ssh?.port,
       sshFrom,
     };
+  }
+
+  /** Ports PeerFirewall opens only to certain sources: [first, last, protocol, what, to whom]. */
+  private guardedPorts(props: PeerFirewallProps): Array<[number, number, Protocol, string, string]> {
+    const sshPorts = [...new Set([22, ...this.nodes.map((n) => n.host?.ssh?.port).filter((p): p is number => typeof p === "number" && !v.isToken(p))])];
+    const wg = props.wireguardPort !== undefined && !v.isToken(props.wireguardPort) ? props.wireguardPort : DEFAULT_WIREGUARD_PORT;
+    return [
+      ...sshPorts.map((p): [number, number, Protocol, string, string] => [p, p, Protocol.TCP, "SSH", "the admin networks (adminCidrs)"]),
+      [6443, 6443, Protocol.TCP, "the Kubernetes API", "the nodes, adminCidrs and apiCidrs"],
+      [10250, 10250, Protocol.TCP, "the kubelet API", "the other nodes"],
+      [2379, 2380, Protocol.TCP, "etcd", "the other servers"],
+      [wg, wg, Protocol.UDP, "Kilo's WireGuard", "the other nodes"],
+    ];
+  }
+
+  private warnAboutWideSources(props: PeerFirewallProps): void {
+    const where = `PeerFirewall "${this.node.path}"`;
+    const opens: Record<string, string> = {
+      adminCidrs: "SSH on every node and the Kubernetes API on servers are open to it",
+      apiCidrs: "the Kubernetes API (6443/tcp on servers) is open to it",
+    };
+    for (const [field, list] of [["adminCidrs", props.adminCidrs], ["apiCidrs", props.apiCidrs]] as const) {
+      (list ?? []).forEach((c, i) => {
+        const w = v.wideCidrWarning(c);
+        if (w) Annotations.of(this).addWarning(`${where}: ${field}[${i}]: ${w}: ${opens[field]}. List the networks you administer from instead.`);
+      });
+    }
+    // A private address is allowed only from peers with the same location (see sharePrivateNetwork).
+    const privateWithoutLocation = this.nodes.filter((n) => n.host?.privateAddress !== undefined && (n.host.location === undefined || n.host.location === ""));
+    if (privateWithoutLocation.length > 0 && this.nodes.filter((n) => n.host?.privateAddress !== undefined).length > 1) {
+      Annotations.of(this).addWarning(`${where}: ${privateWithoutLocation.map((n) => n.node.path).join(", ")} ` +
+        "have host.privateAddress but no host.location. A node's private address is allowed only on the firewalls of nodes with the same location " +
+        "(they share that private network); give nodes on one private network the same host.location.");
+    }
   }
 
   private validateProps(props: PeerFirewallProps): string[] {
@@ -222,6 +262,16 @@ export class PeerFirewall extends Construct {
       (r.from ?? []).forEach((s, j) => {
         if (v.checkIp(s) && v.checkCidr(s)) err(`${f}.from[${j}]`, `"${s}" is neither an IP address nor a CIDR block such as 198.51.100.0/24`);
       });
+      const fromAnywhere = (r.from ?? []).length === 0 || (r.from ?? []).some((s) => !v.isToken(s) && /\/0$/.test(s));
+      if (fromAnywhere && !v.isToken(r.port) && (r.endPort === undefined || !v.isToken(r.endPort))) {
+        for (const [lo, hi, proto, what, fix] of this.guardedPorts(props)) {
+          const protocol = r.protocol ?? Protocol.TCP;
+          const sameProto = protocol === Protocol.ANY || protocol === proto;
+          if (sameProto && r.port <= hi && (r.endPort ?? r.port) >= lo) {
+            err(f, `opens ${lo === hi ? lo : `${lo}-${hi}`}/${proto} (${what}) to anywhere, which PeerFirewall keeps to ${fix}. Remove the rule, or give it from: [...] networks`);
+          }
+        }
+      }
     });
     return errors;
   }

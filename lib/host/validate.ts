@@ -174,3 +174,63 @@ export function checkNotLiteralSecret(value: string, alternative: string): strin
   if (isToken(value)) return undefined;
   return `a literal key would be written in clear into cdk.tf.json and every saved plan; ${alternative}`;
 }
+
+/** A sha256 digest: 64 hexadecimal digits. */
+export function checkSha256(value: string): string | undefined {
+  if (isToken(value)) return undefined;
+  if (!/^[0-9a-f]{64}$/i.test(value)) return `"${value}" is not a sha256 digest (64 hexadecimal digits, as printed by sha256sum)`;
+  return undefined;
+}
+
+/**
+ * A container image reference that pins a version: `name:tag` with a tag other than latest,
+ * and/or `@sha256:` followed by exactly 64 lower-case hex digits.
+ */
+export function checkImage(image: string): string | undefined {
+  if (isToken(image)) return undefined;
+  if (image === "" || /\s/.test(image)) return `"${image}" is not an image reference such as registry/repository:tag`;
+  const at = image.indexOf("@");
+  const name = at >= 0 ? image.slice(0, at) : image;
+  const digest = at >= 0 ? image.slice(at + 1) : undefined;
+  if (digest !== undefined && !/^sha256:[0-9a-f]{64}$/.test(digest)) {
+    return `"${image}" has a malformed digest "${digest}": write @sha256: followed by 64 lower-case hexadecimal digits`;
+  }
+  const last = name.slice(name.lastIndexOf("/") + 1);
+  const tag = last.includes(":") ? last.slice(last.indexOf(":") + 1) : undefined;
+  if (name === "" || last === "" || (tag !== undefined && !/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/.test(tag))) {
+    return `"${image}" is not an image reference such as registry/repository:tag`;
+  }
+  if (digest === undefined && (tag === undefined || tag === "latest")) {
+    return `"${image}" does not pin a version; name a release tag or a digest (nothing floats)`;
+  }
+  return undefined;
+}
+
+/**
+ * A warning for a source network so wide it is most of the Internet: /0, or shorter than /8
+ * (IPv4) or /32 (IPv6). Undefined for tokens, malformed values and ordinary prefixes.
+ */
+export function wideCidrWarning(value: string): string | undefined {
+  if (isToken(value) || checkCidr(value)) return undefined;
+  const [addr, bits] = ipaddr.parseCIDR(value);
+  if (bits === 0) return `"${value}" is the whole Internet`;
+  const floor = addr.kind() === "ipv4" ? 8 : 32;
+  if (bits < floor) return `"${value}" is a very wide network (/${bits}, more than a /${floor})`;
+  return undefined;
+}
+
+/** Whether a literal address or CIDR lies inside (or overlaps) a literal CIDR; false for tokens or malformed values. */
+export function overlaps(a: string, b: string): boolean {
+  const norm = (x: string) => (x.includes("/") ? x : `${x}/${x.includes(":") ? 128 : 32}`);
+  if (isToken(a) || isToken(b)) return false;
+  let pa: [ipaddr.IPv4 | ipaddr.IPv6, number];
+  let pb: [ipaddr.IPv4 | ipaddr.IPv6, number];
+  try {
+    pa = ipaddr.parseCIDR(norm(a));
+    pb = ipaddr.parseCIDR(norm(b));
+  } catch {
+    return false;
+  }
+  if (pa[0].kind() !== pb[0].kind()) return false;
+  return pa[1] <= pb[1] ? pb[0].match(pa[0], pa[1]) : pa[0].match(pb[0], pb[1]);
+}

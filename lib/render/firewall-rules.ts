@@ -142,6 +142,11 @@ export interface FirewallNode {
   readonly address: string;
   /** Address on a network shared with some peers, also a source of its traffic. */
   readonly privateAddress?: string;
+  /**
+   * Where the node runs (host.location). Nodes with the same location share a private network
+   * (Kilo's meaning of a location), so only they are allowed each other's private addresses.
+   */
+  readonly location?: string;
   /** The port sshd listens on. Default 22. */
   readonly sshPort?: number;
   /** Addresses SSH to this node comes from besides the admin networks (its bastion). */
@@ -218,6 +223,20 @@ function sourcesOf(n: FirewallNode): string[] {
   return n.privateAddress !== undefined && n.privateAddress !== n.address ? [n.address, n.privateAddress] : [n.address];
 }
 
+/**
+ * Whether two nodes share a private network: both declare the same location. A private address
+ * (10.128.0.2 behind a 1:1 NAT, say) means something only on its own network; elsewhere the range
+ * belongs to someone else and the node's packets never come from it.
+ */
+export function sharePrivateNetwork(a: FirewallNode, b: FirewallNode): boolean {
+  return a.location !== undefined && a.location !== "" && a.location === b.location;
+}
+
+/** The addresses `n`'s packets reach `self` from: its public address, and its private one on a shared network. */
+function sourcesSeenBy(n: FirewallNode, self: FirewallNode): string[] {
+  return sharePrivateNetwork(n, self) ? sourcesOf(n) : [n.address];
+}
+
 /** Compute one node's rules. */
 export function nodeRuleSet(cluster: FirewallCluster, nodeName: string): NodeRuleSet {
   const self = cluster.nodes.find((n) => n.name === nodeName);
@@ -230,7 +249,7 @@ export function nodeRuleSet(cluster: FirewallCluster, nodeName: string): NodeRul
   const selfAddresses = new Set(sourcesOf(self));
   const others = cluster.nodes.filter((n) => n.name !== self.name);
   const peerSources = (nodes: FirewallNode[]) =>
-    nodes.flatMap(sourcesOf).filter((a) => !selfAddresses.has(a));
+    nodes.flatMap((n) => sourcesSeenBy(n, self)).filter((a) => !selfAddresses.has(a));
   const servers = cluster.nodes.filter((n) => n.role === "server");
 
   const rules: NodeFirewallRule[] = [];

@@ -1,7 +1,12 @@
 /**
  * The script that installs or reconfigures K3s on a node. It runs after the config has been
  * uploaded to the staging directory, and is safe to run again: an unchanged fingerprint of
- * (version, installer, config) with a running service changes nothing and restarts nothing.
+ * (version, the install script's content, config) with a running service changes nothing and
+ * restarts nothing.
+ *
+ * The install script is fetched once per (URL, pinned sha256) and kept in the state directory,
+ * so a re-run needs no network and the fingerprint covers the bytes that actually ran; a
+ * `file://` script is copied on every run (it is local, and its content may change).
  */
 import { scriptHeader, shq, STAGING_DIR, STATE_DIR, WAIT_FOR_FUNCTION } from "./shell";
 
@@ -12,6 +17,8 @@ export interface InstallSettings {
   readonly version: string;
   /** Where the official install script comes from (https:// or file://). */
   readonly installScriptUrl: string;
+  /** sha256 the install script must have, checked on the host before it runs. */
+  readonly installScriptSha256?: string;
   /** Use the k3s binary already at /usr/local/bin/k3s (INSTALL_K3S_SKIP_DOWNLOAD). */
   readonly skipDownload: boolean;
   readonly installWireguardTools: boolean;
@@ -32,6 +39,8 @@ export function renderInstallScript(s: InstallSettings): string {
     scriptHeader(`install or reconfigure the K3s ${s.role} on this host`),
     `K3S_VERSION=${shq(s.version)}`,
     `INSTALLER_URL=${shq(s.installScriptUrl)}`,
+    `INSTALLER_SHA256=${shq((s.installScriptSha256 ?? "").toLowerCase())}`,
+    `INSTALLER=${STATE_DIR}/k3s-install.sh`,
     `SKIP_DOWNLOAD=${s.skipDownload ? "true" : "false"}`,
     `READY_TIMEOUT=${Math.floor(s.readyTimeoutSeconds)}`,
     `ROLE=${s.role}`,
@@ -80,27 +89,50 @@ export function renderInstallScript(s: InstallSettings): string {
     "chmod 0600 \"$CONFIG\"",
     "chown root:root \"$CONFIG\"",
     "",
-    "fingerprint=$( { printf '%s\\n' \"$K3S_VERSION\" \"$INSTALLER_URL\" \"$SKIP_DOWNLOAD\" \"$SERVICE\"; cat \"$CONFIG\"; } | sha256sum | cut -d' ' -f1)",
-    "if [ -x /usr/local/bin/k3s ] && [ -f \"$FINGERPRINT_FILE\" ] && [ \"$(cat \"$FINGERPRINT_FILE\")\" = \"$fingerprint\" ] && service_running; then",
-    "  log \"K3s $K3S_VERSION ($SERVICE) already runs with this configuration; nothing to change\"",
-    "else",
-    "  installer=" + STATE_DIR + "/k3s-install.sh",
+    "# The install script: fetched once per (URL, pinned sha256), checked, kept beside the fingerprint.",
+    "fetch_installer() {",
+    "  rm -f \"$INSTALLER.new\"",
     "  case \"$INSTALLER_URL\" in",
-    "    file://*) cp \"${INSTALLER_URL#file://}\" \"$installer\" || fail \"the install script ${INSTALLER_URL#file://} is not on this host\" ;;",
+    "    file://*) cp \"${INSTALLER_URL#file://}\" \"$INSTALLER.new\" || fail \"the install script ${INSTALLER_URL#file://} is not on this host\" ;;",
     "    *)",
     "      command -v curl >/dev/null 2>&1 || fail \"curl is needed to download the K3s install script; install curl\"",
     "      curl --fail --silent --show-error --location --proto '=https' --connect-timeout 20 --max-time 300 \\",
-    "        --retry 3 -o \"$installer\" \"$INSTALLER_URL\" || fail \"could not download the K3s install script from $INSTALLER_URL\"",
+    "        --retry 3 -o \"$INSTALLER.new\" \"$INSTALLER_URL\" || fail \"could not download the K3s install script from $INSTALLER_URL\"",
     "      ;;",
     "  esac",
-    "  log \"installing K3s $K3S_VERSION as $SERVICE\"",
+    "  if [ -n \"$INSTALLER_SHA256\" ]; then",
+    "    got=$(sha256sum \"$INSTALLER.new\" | cut -d' ' -f1)",
+    "    if [ \"$got\" != \"$INSTALLER_SHA256\" ]; then",
+    "      rm -f \"$INSTALLER.new\"",
+    "      fail \"the K3s install script from $INSTALLER_URL has sha256 $got, not the pinned $INSTALLER_SHA256; nothing was run\"",
+    "    fi",
+    "  fi",
+    "  mv -f \"$INSTALLER.new\" \"$INSTALLER\"",
+    "  printf '%s %s\\n' \"$INSTALLER_URL\" \"$INSTALLER_SHA256\" > \"$INSTALLER.source\"",
+    "}",
+    "case \"$INSTALLER_URL\" in",
+    "  file://*) fetch_installer ;;",
+    "  *)",
+    "    if [ ! -s \"$INSTALLER\" ] || [ \"$(cat \"$INSTALLER.source\" 2>/dev/null)\" != \"$INSTALLER_URL $INSTALLER_SHA256\" ]; then",
+    "      fetch_installer",
+    "    elif [ -n \"$INSTALLER_SHA256\" ] && [ \"$(sha256sum \"$INSTALLER\" | cut -d' ' -f1)\" != \"$INSTALLER_SHA256\" ]; then",
+    "      fetch_installer  # the kept copy changed: fetch and check it again",
+    "    fi",
+    "    ;;",
+    "esac",
+    "installer_sha256=$(sha256sum \"$INSTALLER\" | cut -d' ' -f1)",
+    "fingerprint=$( { printf '%s\\n' \"$K3S_VERSION\" \"$installer_sha256\" \"$SKIP_DOWNLOAD\" \"$SERVICE\"; cat \"$CONFIG\"; } | sha256sum | cut -d' ' -f1)",
+    "if [ -x /usr/local/bin/k3s ] && [ -f \"$FINGERPRINT_FILE\" ] && [ \"$(cat \"$FINGERPRINT_FILE\")\" = \"$fingerprint\" ] && service_running; then",
+    "  log \"K3s $K3S_VERSION ($SERVICE) already runs with this configuration; nothing to change\"",
+    "else",
+    "  log \"installing K3s $K3S_VERSION as $SERVICE (install script sha256 $installer_sha256)\"",
     "  rm -f \"$FINGERPRINT_FILE\"",
     "  if [ \"$SKIP_DOWNLOAD\" = true ]; then",
     "    [ -x /usr/local/bin/k3s ] || fail \"skipDownload is set but /usr/local/bin/k3s is not on this host; copy the $K3S_VERSION binary there first\"",
     "    export INSTALL_K3S_SKIP_DOWNLOAD=true",
     "  fi",
     "  # The token stays in the config file: nothing secret goes into the environment or argv.",
-    `  INSTALL_K3S_VERSION="$K3S_VERSION" INSTALL_K3S_EXEC="$ROLE" timeout 900 sh "$installer" || fail "the K3s install script failed"`,
+    `  INSTALL_K3S_VERSION="$K3S_VERSION" INSTALL_K3S_EXEC="$ROLE" timeout 900 sh "$INSTALLER" || fail "the K3s install script failed"`,
     "  write_fingerprint=1",
     "fi",
     "",

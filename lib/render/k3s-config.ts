@@ -22,7 +22,25 @@ export const MANAGED_KEYS: Record<string, string> = {
   "node-ip": "use host.privateAddress",
   "node-external-ip": "use host.publicAddressOnInterface",
   "write-kubeconfig-mode": "kept at 0600 so only root reads the admin kubeconfig",
+  "secrets-encryption": "use the secretsEncryption prop",
+  "disable-network-policy": "use the networkPolicy prop",
 };
+
+/**
+ * Why a key of extraConfig is refused, or undefined when it is free. K3s also reads `key+` as
+ * "append to key" (k3s-io/docs docs/installation/configuration.md, multiple config files), so
+ * `token+` or `flannel-backend+` reach the same managed setting.
+ */
+export function managedKeyReason(key: string): string | undefined {
+  const base = key.endsWith("+") ? key.slice(0, -1) : key;
+  return Object.prototype.hasOwnProperty.call(MANAGED_KEYS, base) ? MANAGED_KEYS[base] : undefined;
+}
+
+/**
+ * Where kube-proxy serves NodePorts unless told otherwise: Kilo's default WireGuard subnet, so a
+ * NodePort answers on the node's kilo0 address (mesh peers) and on no public address.
+ */
+export const DEFAULT_NODEPORT_ADDRESSES = ["10.4.0.0/16"];
 
 /** Settings every K3s node has, server or agent. */
 export interface NodeSettings {
@@ -33,6 +51,11 @@ export interface NodeSettings {
   readonly labels: Record<string, string>;
   readonly taints: string[];
   readonly extraConfig: Record<string, unknown>;
+  /**
+   * kube-proxy `--nodeport-addresses`: the CIDRs whose local addresses serve NodePorts.
+   * Default DEFAULT_NODEPORT_ADDRESSES; "0.0.0.0/0" means every address, public ones included.
+   */
+  readonly nodePortAddresses?: string[];
 }
 
 export interface ServerSettings extends NodeSettings {
@@ -42,6 +65,10 @@ export interface ServerSettings extends NodeSettings {
   readonly clusterCidr: string;
   readonly serviceCidr: string;
   readonly secretsEncryption: boolean;
+  /** Keep K3s's embedded NetworkPolicy controller (kube-router's). Default true. */
+  readonly networkPolicy?: boolean;
+  /** Keep K3s's ServiceLB (klipper-lb), which serves LoadBalancer Services on node addresses. Default false. */
+  readonly serviceLoadBalancer?: boolean;
 }
 
 export interface AgentSettings extends NodeSettings {
@@ -57,23 +84,49 @@ function nodeConfig(s: NodeSettings): K3sConfig {
   const labels = Object.entries(s.labels).map(([k, v]) => `${k}=${v}`);
   if (labels.length) c["node-label"] = labels;
   if (s.taints.length) c["node-taint"] = [...s.taints];
+  // kube-proxy's NodePort rules accept in nat PREROUTING and filter FORWARD (KUBE-FORWARD, jumped
+  // to ahead of ufw's chains), so ufw never sees NodePort traffic: restrict where NodePorts listen.
+  // kubernetes/kubernetes pkg/proxy/iptables/proxier.go: without nodePortAddresses the KUBE-NODEPORTS
+  // jump matches `-m addrtype --dst-type LOCAL` (every address); with it, one `-d <ip>` jump per
+  // local address inside the CIDRs, recomputed on every sync.
+  c["kube-proxy-arg"] = [`nodeport-addresses=${(s.nodePortAddresses ?? DEFAULT_NODEPORT_ADDRESSES).join(",")}`];
   return c;
 }
+
+/** Keys whose lists we merge with the user's instead of letting extraConfig replace ours. */
+const MERGED_LIST_KEYS = ["kube-proxy-arg", "disable"];
 
 function withExtra(c: K3sConfig, extra: Record<string, unknown>): K3sConfig {
-  for (const [k, v] of Object.entries(extra)) c[k] = v as K3sConfig[string];
+  for (const [k, v] of Object.entries(extra)) {
+    const ours = c[k];
+    if (MERGED_LIST_KEYS.includes(k) && Array.isArray(ours)) {
+      const theirs = Array.isArray(v) ? v.map(String) : [String(v)];
+      c[k] = [...ours, ...theirs.filter((x) => !ours.includes(x))];
+    } else {
+      c[k] = v as K3sConfig[string];
+    }
+  }
   return c;
 }
 
-/** The server's config: Kilo-ready (no flannel, no built-in network policy), secrets encrypted. */
+/**
+ * The server's config: Kilo-ready (no flannel), NetworkPolicy enforced, ServiceLB off, secrets
+ * encrypted.
+ */
 export function serverConfig(s: ServerSettings): K3sConfig {
   const c: K3sConfig = {
     "token": s.token,
     "agent-token": s.agentToken,
     ...nodeConfig(s),
     "flannel-backend": "none",
-    // K3s's docs: disable the embedded network policy controller with a custom CNI.
-    "disable-network-policy": true,
+    // K3s's docs suggest disable-network-policy only for CNIs with their own policy engine; Kilo
+    // has none and documents kube-router's firewall (squat/kilo docs/network-policies.md,
+    // manifests/kube-router.yaml: --run-firewall=true --run-router=false --run-service-proxy=false),
+    // which is exactly what K3s embeds (k3s-io/k3s pkg/agent/netpol/netpol.go: RunFirewall only).
+    ...(s.networkPolicy === false ? { "disable-network-policy": true } : {}),
+    // ServiceLB publishes every LoadBalancer Service on the nodes' addresses; kube-proxy then
+    // accepts that traffic ahead of ufw (loadbalancer-IP rules in KUBE-SERVICES).
+    ...(s.serviceLoadBalancer === true ? {} : { "disable": ["servicelb"] }),
     "write-kubeconfig-mode": "0600",
     "secrets-encryption": s.secretsEncryption,
     "tls-san": dedupe(s.tlsSans),

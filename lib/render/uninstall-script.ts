@@ -31,6 +31,43 @@ export function renderDrainScript(nodeName: string, drainTimeoutSeconds: number)
   ].join("\n");
 }
 
+/**
+ * Selects Kilo's iptables rules from `iptables-save -t TABLE` output and prints what removes them,
+ * as iptables-restore commands: `-D` for every rule in another chain that jumps (or goes) to a
+ * KILO-* chain or carries Kilo's comment marker ("Kilo: …", which kg puts on every rule it adds:
+ * squat/kilo pkg/mesh/routes.go, pkg/encapsulation/ipip.go), then `-F` and `-X` for every KILO-*
+ * chain. Quoted text (comments) is blanked before the jump is looked for, so an operator rule whose
+ * comment merely mentions KILO- is not selected.
+ */
+export const KILO_RULES_AWK = [
+  "function unquoted(s) { gsub(/\"([^\"\\\\]|\\\\.)*\"/, \"\\\"\\\"\", s); return s }",
+  "/^:KILO-[A-Za-z0-9_.-]+ / { chains[++n] = substr($1, 2); next }",
+  "/^-A / {",
+  "  u = unquoted($0); split(u, w, \" \")",
+  "  if (w[2] ~ /^KILO-/) next",
+  "  if (u ~ / -[jg] KILO-[A-Za-z0-9_.-]+( |$)/ || index($0, \"--comment \\\"Kilo: \") > 0) { sub(/^-A /, \"-D \"); print }",
+  "}",
+  "END { for (i = 1; i <= n; i++) print \"-F \" chains[i]; for (i = 1; i <= n; i++) print \"-X \" chains[i] }",
+].join("\n");
+
+const KILO_IPTABLES_CLEANUP = [
+  "# Kilo's iptables rules only: the deletions go to iptables-restore --noflush, which leaves",
+  "# every other rule and chain of the table as it is (an operator rule that mentions KILO- stays).",
+  "# shellcheck disable=SC2016 # an awk program: its $ fields are awk's, not the shell's",
+  `KILO_RULES_AWK=${shq(KILO_RULES_AWK)}`,
+  "for tool in iptables ip6tables; do",
+  "  command -v \"$tool-save\" >/dev/null 2>&1 || continue",
+  "  for table in filter nat mangle raw; do",
+  "    saved=$(\"$tool-save\" -t \"$table\" 2>/dev/null) || continue",
+  "    removal=$(printf '%s\\n' \"$saved\" | awk \"$KILO_RULES_AWK\")",
+  "    [ -n \"$removal\" ] || continue",
+  "    if ! printf '*%s\\n%s\\nCOMMIT\\n' \"$table\" \"$removal\" | timeout 60 \"$tool-restore\" --noflush; then",
+  "      log \"warning: could not remove Kilo's $tool rules from the $table table\"",
+  "    fi",
+  "  done",
+  "done",
+];
+
 /** Uninstall K3s and remove what Kilo leaves behind. Runs on the node itself. */
 export function renderUninstallScript(role: "server" | "agent"): string {
   const uninstaller = role === "server" ? "/usr/local/bin/k3s-uninstall.sh" : "/usr/local/bin/k3s-agent-uninstall.sh";
@@ -48,13 +85,7 @@ export function renderUninstallScript(role: "server" | "agent"): string {
     "    ip link delete \"$link\" || log \"warning: could not delete interface $link\"",
     "  fi",
     "done",
-    "for tool in iptables ip6tables; do",
-    "  command -v \"$tool-save\" >/dev/null 2>&1 || continue",
-    "  if \"$tool-save\" | grep -q 'KILO-'; then",
-    "    # Restore the rule set minus every KILO-* chain and every rule that jumps to one.",
-    "    \"$tool-save\" | grep -v 'KILO-' | timeout 60 \"$tool-restore\" || log \"warning: could not remove Kilo's $tool chains\"",
-    "  fi",
-    "done",
+    ...KILO_IPTABLES_CLEANUP,
     "rm -rf /var/lib/kilo",
     "rm -f /etc/cni/net.d/10-kilo.conflist",
     `rm -f ${STATE_DIR}/${serviceName(role)}.sha256`,

@@ -504,3 +504,15 @@ async function waitForSsh(lab: Lab, h: LabHost, direct: boolean): Promise<void> 
   const log = existsSync(join(h.dir, "share", "sshd.log")) ? readFileSync(join(h.dir, "share", "sshd.log"), "utf8") : "";
   throw new Error(`lab host ${h.name}: sshd did not come up: ${last.trim()} ${log.trim()}`);
 }
+
+/** The SSH logins a host's sshd accepted so far, oldest first, from its own log. */
+export function sshdAccepted(host: LabHost): Array<{ user: string; from: string }> {
+  const log = join(host.dir, "share", "sshd.log");
+  if (!existsSync(log)) return [];
+  const out: Array<{ user: string; from: string }> = [];
+  for (const l of readFileSync(log, "utf8").split("\n")) {
+    const m = /Accepted publickey for (\S+) from (\S+) port /.exec(l);
+    if (m) out.push({ user: m[1], from: m[2] });
+  }
+  return out;
+}

@@ -1,0 +1,99 @@
+/**
+ * The install step's handling of K3s's install script, on a real host: a pinned sha256 is checked
+ * before the script runs (a mismatch runs nothing), and the host's fingerprint covers the script's
+ * content, so a changed script at the same URL re-runs the install.
+ *
+ * K3s's install script cannot be downloaded here: the STAND-IN installer (test/harness/stand-in-k3s,
+ * not K3s) is served with a file:// URL, as install.scriptUrl allows; it records every run.
+ */
+import { createHash } from "crypto";
+import { appendFileSync, readFileSync } from "fs";
+import { spawnSync } from "child_process";
+import { join } from "path";
+import { K3S_DEFAULT_VERSION } from "../lib";
+import { renderInstallScript, InstallSettings } from "../lib/render/install-script";
+import { renderK3sConfig, serverConfig } from "../lib/render/k3s-config";
+import { renderStagingScript } from "../lib/render/shell";
+import { createLab, Lab, LabHost } from "./harness/lab";
+import { serveStandIn, STAND_IN_INSTALLER_URL, standInCounts } from "./harness/stand-in";
+
+jest.setTimeout(300000);
+
+const canRun = process.getuid?.() === 0 && ["sshd", "unshare", "ip", "openssl", "socat"]
+  .every((b) => spawnSync("sh", ["-c", `command -v ${b}`]).status === 0);
+const describeReal = canRun ? describe : describe.skip;
+
+let lab: Lab;
+let server: LabHost;
+
+const settings = (sha?: string): InstallSettings => ({
+  role: "server",
+  nodeName: "server",
+  version: K3S_DEFAULT_VERSION,
+  installScriptUrl: STAND_IN_INSTALLER_URL,
+  installScriptSha256: sha,
+  skipDownload: false,
+  installWireguardTools: false,
+  readyTimeoutSeconds: 30,
+});
+
+/** The install step as Terraform runs it: the staging script, then the install script. */
+async function install(sha?: string) {
+  await server.run("sh -s", { input: renderStagingScript() });
+  return server.exec("sh -s", { input: renderInstallScript(settings(sha)), timeoutMs: 120000 });
+}
+/** The host's copy of the stand-in installer (what the file:// URL points at). */
+const hostCopy = () => join(server.dir, "share", "stand-in", "install.sh");
+const sha256 = (path: string) => createHash("sha256").update(readFileSync(path)).digest("hex");
+
+describeReal("the install script: pinned sha256 and content fingerprint (stand-in installer)", () => {
+  beforeAll(async () => {
+    lab = await createLab({ hosts: [{ name: "server", address: "198.51.100.40" }] });
+    server = lab.host("server");
+    serveStandIn(lab);
+    const config = renderK3sConfig(serverConfig({
+      nodeName: "server", address: server.address, publicAddressOnInterface: true, labels: {}, taints: [], extraConfig: {},
+      token: "t".repeat(48), agentToken: "a".repeat(48), tlsSans: [server.address], clusterCidr: "10.42.0.0/16",
+      serviceCidr: "10.43.0.0/16", secretsEncryption: true,
+    }));
+    await server.run("install -d -m 0755 /etc/rancher/k3s && cat > /etc/rancher/k3s/config.yaml && chmod 0600 /etc/rancher/k3s/config.yaml", { input: config });
+  });
+  afterAll(async () => { await lab?.cleanup(); });
+
+  test("a wrong pinned sha256 stops the install before the script runs", async () => {
+    const r = await install("0".repeat(64));
+    expect(r.code).not.toBe(0);
+    expect(r.stdout + r.stderr).toMatch(new RegExp(`has sha256 ${sha256(hostCopy())}, not the pinned 0{64}; nothing was run`));
+    expect((await standInCounts(server)).installs).toBe(0);
+  });
+
+  test("the right pin installs once; a re-run changes nothing", async () => {
+    const pin = sha256(hostCopy());
+    const first = await install(pin);
+    expect(first.stderr).toBe("");
+    expect(first.code).toBe(0);
+    expect(first.stdout).toContain(`install script sha256 ${pin}`);
+    expect((await standInCounts(server)).installs).toBe(1);
+    const again = await install(pin);
+    expect(again.code).toBe(0);
+    expect(again.stdout).toMatch(/already runs with this configuration; nothing to change/);
+    expect((await standInCounts(server)).installs).toBe(1);
+  });
+
+  test("a changed script at the same URL: refused under the old pin, re-installed without one", async () => {
+    const oldPin = sha256(hostCopy());
+    appendFileSync(hostCopy(), "# a different release of the install script\n");
+    const refused = await install(oldPin);
+    expect(refused.code).not.toBe(0);
+    expect(refused.stdout + refused.stderr).toContain(`not the pinned ${oldPin}`);
+    expect((await standInCounts(server)).installs).toBe(1);
+
+    // Same URL, same version, same config: only the script's content differs, and that re-runs it.
+    const unpinned = await install(undefined);
+    expect(unpinned.code).toBe(0);
+    expect((await standInCounts(server)).installs).toBe(2);
+    const again = await install(undefined);
+    expect(again.code).toBe(0);
+    expect((await standInCounts(server)).installs).toBe(2);
+  });
+});

@@ -1,0 +1,120 @@
+/**
+ * The uninstall script on a real host with real iptables: it removes Kilo's chains, the jumps to
+ * them and the rules kg marks "Kilo: …", and leaves every other rule alone — an operator rule whose
+ * comment mentions KILO- included (the previous `iptables-save | grep -v KILO- | iptables-restore`
+ * dropped it and rewrote whole tables).
+ *
+ * Kilo's rules are loaded in the shapes kg writes them (squat/kilo pkg/mesh/routes.go: KILO-NAT in
+ * nat, jumped to from POSTROUTING, FORWARD accepts for the pod subnet; pkg/encapsulation/ipip.go:
+ * KILO-IPIP in filter, jumped to from INPUT, and a DROP for other IPIP traffic), for IPv4 and IPv6.
+ */
+import { spawnSync } from "child_process";
+import { renderUninstallScript } from "../lib/render/uninstall-script";
+import { createLab, Lab, LabHost } from "./harness/lab";
+
+jest.setTimeout(180000);
+
+const canRun = process.getuid?.() === 0 && ["iptables", "ip6tables", "sshd", "unshare", "ip"]
+  .every((b) => spawnSync("sh", ["-c", `command -v ${b}`]).status === 0);
+const describeReal = canRun ? describe : describe.skip;
+
+/** The operator's own rules, some of which mention KILO- or Kilo in their comments. */
+const OPERATOR_V4 = `*filter
+:OPS-INPUT - [0:0]
+-A INPUT -p tcp -m tcp --dport 8443 -m comment --comment "KILO- office VPN, keep" -j ACCEPT
+-A INPUT -j OPS-INPUT
+-A OPS-INPUT -s 192.0.2.0/24 -m comment --comment "jump target says -j KILO-NAT but is text" -j ACCEPT
+-A FORWARD -s 10.99.0.0/16 -m comment --comment "operator forward, not Kilo" -j ACCEPT
+COMMIT
+*nat
+-A POSTROUTING -s 10.99.0.0/16 -m comment --comment "operator masquerade (KILO-NAT lookalike)" -j MASQUERADE
+COMMIT
+`;
+const OPERATOR_V6 = `*filter
+-A INPUT -p tcp -m tcp --dport 8443 -m comment --comment "KILO- office VPN v6" -j ACCEPT
+COMMIT
+`;
+
+/** Kilo's rules, as kg writes them. */
+const KILO_V4 = `*filter
+:KILO-IPIP - [0:0]
+-A INPUT -p ipip -m comment --comment "Kilo: jump to IPIP chain" -j KILO-IPIP
+-A INPUT -p ipip -m comment --comment "Kilo: reject other IPIP traffic" -j DROP
+-A KILO-IPIP -s 198.51.100.31/32 -m comment --comment "Kilo: allow IPIP traffic" -j ACCEPT
+-I FORWARD 1 -s 10.42.1.0/24 -m comment --comment "Kilo: forward packets from the pod subnet" -j ACCEPT
+-I FORWARD 1 -d 10.42.1.0/24 -m comment --comment "Kilo: forward packets to the pod subnet" -j ACCEPT
+COMMIT
+*nat
+:KILO-NAT - [0:0]
+-I POSTROUTING 1 -s 10.42.1.0/24 -m comment --comment "Kilo: jump to KILO-NAT chain" -j KILO-NAT
+-A KILO-NAT -d 10.4.0.1/32 -m comment --comment "Kilo: do not NAT packets destined for WireGuared IPs" -j RETURN
+-A KILO-NAT -d 10.43.0.0/16 -m comment --comment "Kilo: do not NAT packets destined for service CIDRs" -j RETURN
+-A KILO-NAT -m comment --comment "Kilo: NAT remaining packets" -j MASQUERADE
+COMMIT
+`;
+const KILO_V6 = `*filter
+:KILO-IPIP - [0:0]
+-A INPUT -p ipv6 -m comment --comment "Kilo: jump to IPIP chain" -j KILO-IPIP
+COMMIT
+*nat
+:KILO-NAT - [0:0]
+-A KILO-NAT -m comment --comment "Kilo: NAT remaining packets" -j MASQUERADE
+COMMIT
+`;
+
+let lab: Lab;
+let node: LabHost;
+
+/**
+ * Every table's rules and chains, without counters or comment lines. A table with no rules, no
+ * chains of its own and only ACCEPT policies is left out: with the nf_tables backend such an empty
+ * table appears once anything has touched it, and it filters nothing.
+ */
+async function rules(tool: "iptables" | "ip6tables"): Promise<string> {
+  const saved = await node.run(`${tool}-save | grep -v '^#' | sed 's/\\[[0-9]*:[0-9]*\\]//'`);
+  return saved.split(/^(?=\*)/m).filter((block) => {
+    const lines = block.split("\n").filter((l) => l.trim());
+    return lines.some((l) => l.startsWith("-A ") || (l.startsWith(":") && !/^:[A-Z]+ ACCEPT\s*$/.test(l)));
+  }).join("");
+}
+
+describeReal("uninstall on a host with real iptables", () => {
+  beforeAll(async () => {
+    lab = await createLab({ hosts: [{ name: "node", address: "198.51.100.30" }] });
+    node = lab.host("node");
+  });
+  afterAll(async () => { await lab?.cleanup(); });
+
+  test("removes Kilo's chains, jumps and marked rules; every operator rule survives, KILO- comments included", async () => {
+    await node.run("iptables-restore --noflush", { input: OPERATOR_V4 });
+    await node.run("ip6tables-restore --noflush", { input: OPERATOR_V6 });
+    const before = { v4: await rules("iptables"), v6: await rules("ip6tables") };
+    expect(before.v4).toContain("KILO- office VPN, keep");
+
+    await node.run("iptables-restore --noflush", { input: KILO_V4 });
+    await node.run("ip6tables-restore --noflush", { input: KILO_V6 });
+    const loaded = await rules("iptables");
+    expect(loaded).toContain(":KILO-NAT");
+    expect(loaded).toContain("-j KILO-IPIP");
+
+    const script = renderUninstallScript("agent");
+    const first = await node.exec("sh -s", { input: script, timeoutMs: 120000 });
+    expect(first.stderr + first.stdout).not.toMatch(/warning: could not remove Kilo/);
+    expect(first.code).toBe(0);
+
+    const after = { v4: await rules("iptables"), v6: await rules("ip6tables") };
+    for (const t of [after.v4, after.v6]) {
+      expect(t).not.toMatch(/^:KILO-/m); // no Kilo chain
+      expect(t).not.toMatch(/ -j KILO-\S+$/m); // no jump to one
+    }
+    expect(after.v4).not.toContain("Kilo: ");
+    expect(after.v6).not.toContain("Kilo: ");
+    // Exactly what was there before Kilo: nothing of the operator's is lost or reordered.
+    expect(after).toEqual(before);
+
+    // Idempotent: a second run finds nothing of Kilo's and changes nothing.
+    const second = await node.exec("sh -s", { input: script, timeoutMs: 120000 });
+    expect(second.code).toBe(0);
+    expect({ v4: await rules("iptables"), v6: await rules("ip6tables") }).toEqual(before);
+  });
+});
