@@ -285,8 +285,8 @@ export function firewallCounts(nodes: GraphNode[], synth?: SynthJson): FirewallC
         return a + (Array.isArray(src) ? src.length : sharedLength(n.stack) - (src as { shared: number[] }).shared.length);
       }, 0);
       rulesPerNode.set(host, count);
-      // One python process; `ufw` itself only for a default that differs (3), enabling and its check.
-      ufwFreshPerNode.set(host, 3 + 2);
+      // One python process; `ufw` itself only for a default that differs (3) and enabling.
+      ufwFreshPerNode.set(host, 3 + 1);
       ufwConvergedPerNode.set(host, 0);
       continue;
     }
