@@ -14,7 +14,9 @@ export function summarize(app: App, outdir: string): string {
   const manifestPath = join(outdir, "manifest.json");
   if (existsSync(manifestPath)) {
     const manifest = JSON.parse(readFileSync(manifestPath, "utf8"));
-    lines.push(`Synthesized into ${outdir}/ — deploy with: cdktf deploy '*'`, "", "Stacks (in deploy order):");
+    // cdktf-cli is not a dependency (about 420 MB): say how to get it rather than assume it.
+    lines.push(`Synthesized into ${outdir}/ — deploy with: npx --package cdktf-cli@0.21.0 cdktf deploy '*'`,
+      "  (or `cdktf deploy '*'` after `npm install -g cdktf-cli@0.21.0`; needs terraform >= 1.4 or OpenTofu on PATH)", "", "Stacks (in deploy order):");
     for (const [name, s] of Object.entries<any>(manifest.stacks)) {
       const resources = JSON.parse(readFileSync(join(outdir, s.synthesizedStackPath), "utf8")).resource ?? {};
       const count = Object.values<any>(resources).reduce((n, byName) => n + Object.keys(byName).length, 0);

@@ -328,8 +328,10 @@ describeReal("the cluster's first stack on real hosts with real Terraform (K3s a
     const r = await apply();
     expect(changes(r)).toEqual([]);
     expect(r.provisioned).toEqual([]);
-    // Terraform applied nothing: the only step is reading the kubeconfig data source again.
-    expect(r.events.filter((e) => e.type === "apply_start").map((e) => e.address)).toEqual([expect.stringMatching(/^data\.local_command\.server_credentials_/)]);
+    // Terraform applied nothing: its only steps are the kubeconfig fetch's data sources, read again.
+    const steps = r.events.filter((e) => e.type === "apply_start").map((e) => e.address!);
+    expect(steps).toContainEqual(expect.stringMatching(/^data\.local_command\.server_credentials_/));
+    expect(steps.filter((a) => !a.startsWith("data."))).toEqual([]);
     expect(r.events.find((e) => e.type === "change_summary")!.raw.changes).toMatchObject({ add: 0, change: 0, remove: 0 });
     const after = await Promise.all(members.map(async (n) => ({
       counts: await standInCounts(h(n)), pids: await standInServicePids(h(n)), ufw: await h(n).run("ufw show added"),
@@ -497,6 +499,11 @@ describeReal("the cluster's first stack on real hosts with real Terraform (K3s a
 
   test("terraform destroy drains and uninstalls every agent, then the server, and leaves the hosts clean", async () => {
     const stack = clusterStack(["agent-a", "agent-b"], { serverVersion: "v1.33.5+k3s1" });
+    // What Kilo would have left on the hosts (the stand-in K3s runs no Kilo): its interface, an
+    // iptables chain with a jump to it, its state dir and CNI config. The cleanup must remove them.
+    const kiloLeftovers = "ip link add kilo0 type veth peer name kilo0-peer && iptables -N KILO-NAT && iptables -A FORWARD -j KILO-NAT" +
+      " && mkdir -p /var/lib/kilo /etc/cni/net.d && touch /var/lib/kilo/key /etc/cni/net.d/10-kilo.conflist";
+    for (const n of members) await h(n).run(kiloLeftovers);
     const r = await destroyJson(tf, { check: false });
     tfRuns.push(r.result);
     expect(r.errors).toEqual([]);
@@ -511,6 +518,10 @@ describeReal("the cluster's first stack on real hosts with real Terraform (K3s a
       expect((await standInCounts(h(n))).uninstalls).toBe(1);
       expect(await standInServicePids(h(n))).toEqual([]);
       expect((await h(n).exec("test -e /usr/local/bin/k3s || test -e /etc/rancher/k3s/config.yaml || test -e /var/lib/rancher/k3s")).code).not.toBe(0);
+      expect((await h(n).exec("ip link show kilo0")).code).not.toBe(0);
+      expect(await h(n).run("iptables-save | grep -c KILO- || true")).toBe("0\n");
+      expect((await h(n).exec("test -e /var/lib/kilo || test -e /etc/cni/net.d/10-kilo.conflist")).code).not.toBe(0);
+      expect(await h(n).run("ls /var/lib/cdktf-k3s-kilo/*.sha256 2>/dev/null || true")).toBe("");
     }
     // The server goes last: every agent's cleanup (which drains on the server) finished before it began.
     const serverStart = r.events.find((e) => e.type === "apply_start" && e.address === stack.addr("server", "membership"))!.at;

@@ -160,7 +160,7 @@ describe("K3sServer", () => {
   test("writes the kubeconfig to a 0600 local file when asked, as a sensitive value", () => {
     const { out } = serverStack({ kubeconfigPath: "./kubeconfig.yaml" });
     const file = Object.values(out.resource.local_sensitive_file)[0] as any;
-    expect(file.filename).toBe("./kubeconfig.yaml");
+    expect(file.filename).toBe(`${process.cwd()}/kubeconfig.yaml`); // relative to the project, not the stack dir
     expect(file.file_permission).toBe("0600");
     expect(file.content).toMatch(/^\$\{sensitive\(jsondecode\(data\.local_sensitive_file\.server_credentials-secrets_\w+\.content\)\.kubeconfig\)\}$/);
   });

@@ -15,13 +15,12 @@
  */
 import { ChildProcess, spawn, spawnSync } from "child_process";
 import { randomBytes } from "crypto";
-import { parse } from "yaml";
 import { K3sServer } from "../lib";
 import { nodeRuleSet } from "../lib/render/firewall-rules";
-import { renderFirewallScript } from "../lib/render/ufw-script";
+import { renderBatchedFirewallScript } from "../lib/render/ufw-script";
 import { createLab, Lab, LabHost } from "./harness/lab";
 import { kubeProxyStandInRemoval, kubeProxyStandInRules } from "./util/kube-proxy-stand-in";
-import { newStack, provisioners, resourceOf, synth } from "./util/synth";
+import { newStack, parseRenderedYaml, provisioners, resourceOf, synth } from "./util/synth";
 
 jest.setTimeout(300000);
 
@@ -51,7 +50,7 @@ function serverConfig(props: Record<string, unknown>): any {
   const { stack } = newStack();
   new K3sServer(stack, "server", { host: { address: node.address, ssh: { privateKeyPath: "/dev/null" } }, ...props });
   const file = provisioners(resourceOf(synth(stack), "terraform_data", "server_install")).find((p) => p.type === "file");
-  return parse(file!.content);
+  return parseRenderedYaml(file!.content);
 }
 
 /** kube-proxy's --nodeport-addresses from a K3s config; kube-proxy's default (every address) when absent. */
@@ -95,9 +94,9 @@ describeReal("NodePorts and LoadBalancer ports on a host with ufw and kube-proxy
     lab = await createLab({ hosts: [{ name: "node", address: "198.51.100.10" }, { name: "stranger", address: "198.51.100.20" }] });
     node = lab.host("node");
     stranger = lab.host("stranger");
-    // The real firewall PeerFirewall renders for this node (admin network: the test machine).
+    // The real firewall PeerFirewall deploys for this node (the batched converge; admin network: the test machine).
     const set = nodeRuleSet({ nodes: [{ name: "node", role: "server", address: node.address }], adminCidrs: [`${lab.adminAddress}/32`] }, "node");
-    await node.run("sh -s", { input: renderFirewallScript(set), timeoutMs: 120000 });
+    await node.run("sh -s", { input: renderBatchedFirewallScript(set), timeoutMs: 120000 });
     // A pod behind kube-bridge, and a mesh peer behind kilo0.
     madeNetns.push(podNs, meshNs);
     ip("netns", "add", podNs);

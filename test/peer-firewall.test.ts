@@ -233,6 +233,6 @@ describe("PeerFirewall", () => {
       extraRules: [{ port: 443, from: [Fn.lookup(droplet.triggers, "lb", "")] }],
     });
     const errors = validationErrors(stack).filter((e) => e.startsWith("PeerFirewall"));
-    expect(errors).toEqual(['PeerFirewall "cluster/empty": nodes: give every K3sServer and K3sAgent of the cluster']);
+    expect(errors).toEqual(['PeerFirewall "cluster/empty": nodes: give the cluster\'s server (server: every agent that joins it is covered) or every K3sServer and K3sAgent of the cluster']);
   });
 });

@@ -40,24 +40,26 @@ export function buildArticleCluster(app: App): { cluster: TerraformStack; mesh: 
       host: { address: "192.0.2.50", behindNat: true, location: "home", ssh: { ...ssh, user: "pi" } },
     }),
   ];
-  const nodes = [server, ...agents];
+  void agents; // each agent registers with its server: server.clusterNodes is the node list
 
-  // Every host lets in only its peers, plus SSH and the API from the operator's network.
-  new PeerFirewall(cluster, "firewall", { nodes, adminCidrs: ["192.0.2.0/28"] });
+  // Every host of the server's cluster lets in only its peers, plus SSH and the API from the operator's network.
+  new PeerFirewall(cluster, "firewall", { server, adminCidrs: ["192.0.2.0/28"] });
 
   // Kilo needs a running API server to be planned: a second stack, deployed after the first.
   const mesh = new TerraformStack(app, "mesh");
-  new KiloMesh(mesh, "kilo", { server, nodes });
+  new KiloMesh(mesh, "kilo", { server });
   return { cluster, mesh };
 }
 
 if (require.main === module) {
-  const app = new App({ outdir: "cdktf.out" });
+  // `cdktf synth --output DIR` passes DIR as CDKTF_OUTDIR; cdktf.out otherwise.
+  const outdir = process.env.CDKTF_OUTDIR ?? "cdktf.out";
+  const app = new App({ outdir });
   buildArticleCluster(app);
   app.synth();
-  console.log(summarize(app, "cdktf.out"));
-  // The picture of the cluster: cdktf.out/cluster-report.{md,dot,svg}.
-  writeClusterReport(app, "cdktf.out", { title: "The article's cluster: 1 server + 5 agents" })
+  console.log(summarize(app, outdir));
+  // The picture of the cluster: <outdir>/cluster-report.{md,dot,svg}.
+  writeClusterReport(app, outdir, { title: "The article's cluster: 1 server + 5 agents" })
     .then((paths) => console.log(`\nCluster report: ${paths.join(", ")}`))
     .catch((e) => { console.error(e); process.exitCode = 1; });
 }

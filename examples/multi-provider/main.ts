@@ -118,10 +118,8 @@ export function buildMultiProviderCluster(app: App, s: MultiProviderSettings = s
       host: { address: s.homeAddress, behindNat: true, location: "home", ssh: ssh("pi") },
     }),
   ];
-  const nodes = [server, ...agents];
-
-  // ufw on every host, from the membership above.
-  const firewall = new PeerFirewall(cluster, "firewall", { nodes, adminCidrs: [s.adminCidr] });
+  // ufw on every host of the server's cluster (every agent above registered with it).
+  const firewall = new PeerFirewall(cluster, "firewall", { server, adminCidrs: [s.adminCidr] });
 
   // Google's VPC firewall sits in front of the VM's own: let the peers' WireGuard and kubelet
   // traffic through it (SSH is open in the default network), and the admin network to SSH.
@@ -143,7 +141,7 @@ export function buildMultiProviderCluster(app: App, s: MultiProviderSettings = s
 
   // Kilo needs the API server at plan time: its own stack, deployed after the cluster.
   const mesh = new TerraformStack(app, "mesh");
-  const kilo = new KiloMesh(mesh, "kilo", { server, nodes });
+  const kilo = new KiloMesh(mesh, "kilo", { server });
 
   return { cluster, mesh, server, agents, firewall, kilo, droplets: [doServer, doAgent], gcpInstance: gcp };
 }

@@ -8,11 +8,13 @@ import { join } from "path";
 import { DefaultTokenResolver, StringConcat, TerraformStack, Token, Tokenization } from "cdktf";
 import { IConstruct } from "constructs";
 import * as annotations from "@cdktf/provider-kubernetes/lib/annotations";
+import { FirewallCluster } from "../render/firewall-rules";
 import {
-  ClusterReportData, firewallMatrix, meshTunnels, renderDot, renderMarkdown, renderMermaid, ReportFirewall, ReportNode,
+  ClusterReportData, EmbeddedClusterReport, firewallMatrix, meshTunnels, renderDot, renderMarkdown, renderMermaid, ReportFirewall, ReportNode,
 } from "../render/cluster-report";
 import { ANNOTATION_LEADER, ANNOTATION_PERSISTENT_KEEPALIVE } from "../render/kilo-manifests";
 import { K3sNode, NodeRole } from "./k3s-node";
+import { K3sServer } from "./k3s-server";
 import { KiloMesh, MeshGranularity } from "./kilo-mesh";
 import { PeerFirewall } from "./peer-firewall";
 
@@ -59,11 +61,13 @@ function displayAll<T>(scope: IConstruct, value: T): T {
  * `scope`. Firewall rules are PeerFirewall.rulesFor(node), the lists its ufw scripts are rendered
  * from; keepalives and leaders are read from the node annotations KiloMesh creates.
  */
-export function collectReportData(scope: IConstruct, options: ClusterReportOptions = {}): ClusterReportData {
+export function collectReportData(scope: IConstruct, options: ClusterReportOptions = {}, server?: K3sServer, withRules = true): ClusterReportData {
   const all = scope.node.findAll();
-  const nodes = all.filter((c): c is K3sNode => c instanceof K3sNode);
-  const firewalls = all.filter((c): c is PeerFirewall => c instanceof PeerFirewall);
-  const meshes = all.filter((c): c is KiloMesh => c instanceof KiloMesh);
+  // With a server: its cluster only (the nodes, the firewalls over them, its mesh).
+  const members = server ? new Set<K3sNode>(server.clusterNodes.filter((n) => !n.decommissioned)) : undefined;
+  const nodes = all.filter((c): c is K3sNode => c instanceof K3sNode && (!members || members.has(c)));
+  const firewalls = all.filter((c): c is PeerFirewall => c instanceof PeerFirewall && (!members || c.nodes.some((n) => members.has(n))));
+  const meshes = all.filter((c): c is KiloMesh => c instanceof KiloMesh && (!server || c.server === server));
   if (meshes.length > 1) {
     throw new Error(`ClusterReport: found ${meshes.length} KiloMesh constructs under ${scope.node.path || "the app"}; report one cluster at a time (pass the scope that holds it)`);
   }
@@ -100,7 +104,7 @@ export function collectReportData(scope: IConstruct, options: ClusterReportOptio
 
   const names = new Map(nodes.map((n) => [n, n.nodeName]));
   const fwData: ReportFirewall[] = [];
-  for (const fw of firewalls) {
+  for (const fw of withRules ? firewalls : []) {
     for (const n of fw.nodes) {
       // Addresses in the rules are resolved exactly as the nodes' addresses above, so a rule's
       // source still matches the node it came from.
@@ -121,6 +125,28 @@ export function collectReportData(scope: IConstruct, options: ClusterReportOptio
     } : {}),
   };
 }
+
+/**
+ * What a synthesized stack carries for `cdktf-k3s-kilo-report` (under "//" in cdk.tf.json, which
+ * Terraform ignores): the cluster of `server` with its firewall's inputs rather than its rules, so
+ * the size grows with the nodes, not their square; the command recomputes the rules from them with
+ * the same function PeerFirewall uses.
+ */
+export function embeddedReport(server: K3sServer): EmbeddedClusterReport {
+  // Without the rules (N² of them): the command recomputes them from the firewall's inputs.
+  const data = collectReportData(server.node.root, { title: `Cluster of ${server.node.path}` }, server, false);
+  const fw = server.node.root.node.findAll().find((c): c is PeerFirewall => c instanceof PeerFirewall && c.nodes.includes(server));
+  let firewall: FirewallCluster | undefined;
+  const nodeNames: { [path: string]: string } = {};
+  if (fw) {
+    firewall = displayAll(fw, fw._settings);
+    for (const n of fw.nodes) nodeNames[n.node.path] = n.nodeName;
+  }
+  return { version: 1, title: data.title, nodes: data.nodes, ...(data.mesh ? { mesh: data.mesh } : {}), ...(firewall ? { firewall, nodeNames } : {}) };
+}
+
+/** The key under "//" in cdk.tf.json that holds embedded reports, by server path. */
+export const EMBEDDED_REPORT_KEY = "cdktf-k3s-kilo";
 
 /**
  * A report of the cluster an app describes: its nodes (role, location, public address,

@@ -8,6 +8,8 @@ import { connectionDescription, destroyTimeConnection } from "../host/connection
 import { agentConfig } from "../render/k3s-config";
 import { renderDrainScript, renderUninstallScript } from "../render/uninstall-script";
 import { terraformLiteral } from "./internal";
+import * as v from "../host/validate";
+import { agentNewerThanServer, requireHostAndServer } from "./cluster-checks";
 import { K3sNode, K3sNodeProps, NodeRole } from "./k3s-node";
 import { K3sServer } from "./k3s-server";
 
@@ -42,6 +44,8 @@ export class K3sAgent extends K3sNode {
   constructor(scope: Construct, id: string, props: K3sAgentProps) {
     super(scope, id, props, NodeRole.AGENT);
     this.server = props.server;
+    requireHostAndServer(this, props);
+    this.server._registerAgent(this);
     this.node.addValidation({ validate: () => this.validateAgent(props) });
     const h = this.host;
     const server = props.server;
@@ -98,6 +102,12 @@ export class K3sAgent extends K3sNode {
       errors.push(`${where}: server: ${props.server.node.path} is in stack "${props.server.stack.node.id}" but this agent is in "${this.stack.node.id}"; ` +
         "create the agent in its server's stack (its join token and drain steps come from that stack's state)");
     }
+    if (props.host?.address !== undefined) {
+      const bad = v.checkNodeAddress(props.host.address);
+      if (bad) errors.push(`${where}: host.address: ${bad}`);
+    }
+    const newer = agentNewerThanServer(this, props.server);
+    if (newer) errors.push(`${where}: version: ${newer}`);
     const dt = props.drainTimeoutSeconds;
     if (dt !== undefined && (!Number.isInteger(dt) || dt < 0 || dt > 3600)) {
       errors.push(`${where}: drainTimeoutSeconds: ${dt} must be a whole number of seconds between 0 and 3600`);

@@ -87,7 +87,7 @@ export interface K3sNodeProps {
   readonly version?: string;
   /**
    * How K3s is installed.
-   * @default - the official script from get.k3s.io, WireGuard tools installed when missing
+   * @default - the pinned release's install script, WireGuard tools installed when missing
    */
   readonly install?: K3sInstallOptions;
   /**

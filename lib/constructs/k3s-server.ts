@@ -2,7 +2,7 @@
  * K3sServer: the control plane on one host, Kilo-ready, with its tokens generated here and its
  * admin kubeconfig and CA-pinned agent join token read back through Terraform.
  */
-import { Fn, Token } from "cdktf";
+import { Fn, Lazy, TerraformOutput, TerraformStack, Token } from "cdktf";
 import { Construct } from "constructs";
 import * as dataLocalCommand from "@cdktf/provider-local/lib/data-local-command";
 import * as dataLocalSensitiveFile from "@cdktf/provider-local/lib/data-local-sensitive-file";
@@ -13,6 +13,8 @@ import * as v from "../host/validate";
 import { serverConfig } from "../render/k3s-config";
 import { renderUninstallScript } from "../render/uninstall-script";
 import { ensureProvider, terraformLiteral } from "./internal";
+import { duplicateAddresses, requireHost } from "./cluster-checks";
+import { localPath } from "./local-path";
 import { K3sNode, K3sNodeProps, NodeRole } from "./k3s-node";
 import { join } from "path";
 
@@ -71,9 +73,19 @@ export interface K3sServerProps extends K3sNodeProps {
   /**
    * Also write the admin kubeconfig to this local file (mode 0600) on the machine running
    * `cdktf deploy`. It is rewritten on every apply that changes it, so deleting it is harmless.
+   * `~` is expanded on the deploying machine, as for `privateKeyPath`; a relative path is relative
+   * to the project directory (where `cdktf synth` runs, the one with cdktf.json), not to the
+   * stack's directory under cdktf.out, and is written into the synthesized stack as an absolute path.
    * @default - no file; read the `kubeconfig` attribute instead
    */
   readonly kubeconfigPath?: string;
+  /**
+   * Add Terraform outputs to the server's stack: `<id>_api_server_url`, `<id>_nodes` (every
+   * node of the cluster: node name → address) and `<id>_kubeconfig` (sensitive: `cdktf output`
+   * and `terraform output` hide it unless asked by name).
+   * @default false
+   */
+  readonly outputs?: boolean;
 }
 
 /**
@@ -107,9 +119,12 @@ export class K3sServer extends K3sNode {
   public readonly clusterName: string;
   /** The address clients and agents reach the API at. */
   public readonly apiAddress: string;
+  /** Agents that join this server, in the order they were created (they register themselves). */
+  private readonly agents: K3sNode[] = [];
 
   constructor(scope: Construct, id: string, props: K3sServerProps) {
     super(scope, id, props, NodeRole.SERVER);
+    requireHost(this, props);
     ensureProvider(this, "random");
     ensureProvider(this, "local");
     this.clusterName = props.clusterName ?? "k3s";
@@ -183,12 +198,45 @@ export class K3sServer extends K3sNode {
 
     if (props.kubeconfigPath !== undefined) {
       new sensitiveFile.SensitiveFile(this, "kubeconfig-file", {
-        filename: props.kubeconfigPath,
+        filename: localPath(props.kubeconfigPath),
         content: this.kubeconfig,
         filePermission: "0600",
         directoryPermission: "0700",
       });
     }
+    if (props.outputs === true) this.addOutputs();
+    // The cluster's description for `cdktf-k3s-kilo-report` (under "//", which Terraform ignores),
+    // computed at synth once every agent, firewall and mesh exists. Required lazily: the report
+    // module imports the constructs that import this one.
+    TerraformStack.of(this).addOverride(`//.cdktf-k3s-kilo.${this.node.path.replace(/\./g, "_")}`, Lazy.anyValue({
+      produce: () => require("./cluster-report").embeddedReport(this),
+    }));
+  }
+
+  /**
+   * The whole cluster: this server and every agent that joins it, in the order they were created
+   * (decommissioned agents included). PeerFirewall and KiloMesh cover these nodes by default.
+   */
+  public get clusterNodes(): K3sNode[] {
+    return [this, ...this.agents];
+  }
+
+  /** @internal Called by K3sAgent: an agent that joins this server becomes part of its cluster. */
+  public _registerAgent(agent: K3sNode): void {
+    if (!this.agents.includes(agent)) this.agents.push(agent);
+  }
+
+  /** Outputs a user would otherwise write by hand; the node map is computed at synth, once every agent has registered. */
+  private addOutputs(): void {
+    const stack = TerraformStack.of(this);
+    const prefix = this.node.scopes.slice(this.node.scopes.indexOf(stack) + 1).map((s) => s.node.id).join("_").replace(/[^A-Za-z0-9_-]/g, "_");
+    const output = (name: string, value: unknown, description: string, sensitive = false) =>
+      new TerraformOutput(this, `output-${name}`, { value, description, sensitive }).overrideLogicalId(`${prefix}_${name}`);
+    output("api_server_url", this.apiServerUrl, `Kubernetes API of ${this.clusterName}`);
+    output("nodes", Lazy.anyValue({
+      produce: () => Object.fromEntries(this.clusterNodes.filter((n) => !n.decommissioned).map((n) => [n.nodeName, n.host.address])),
+    }), "Every node of the cluster: node name → public address");
+    output("kubeconfig", this.kubeconfig, "Admin kubeconfig (sensitive): cdktf output / terraform output -raw <name>", true);
   }
 
   private validateServer(props: K3sServerProps): string[] {
@@ -199,6 +247,12 @@ export class K3sServer extends K3sNode {
     if (props.clusterCidr !== undefined) err("clusterCidr", v.checkCidr(props.clusterCidr));
     if (props.serviceCidr !== undefined) err("serviceCidr", v.checkCidr(props.serviceCidr));
     if (props.clusterName !== undefined) err("clusterName", v.checkNodeName(props.clusterName));
+    if (props.host?.address !== undefined) err("host.address", v.checkNodeAddress(props.host.address));
+    errors.push(...duplicateAddresses(this));
+    const kp = props.kubeconfigPath;
+    if (kp !== undefined && !v.isToken(kp) && (kp === "" || (/^~[^/]/.test(kp)))) {
+      err("kubeconfigPath", `"${kp}": give a file path; only "~" and "~/…" are expanded (to the deploying user's home), not "~user"`);
+    }
     const s = props.host?.ssh;
     if (s && s.privateKeyPath === undefined && s.agent === false) {
       err("host.ssh", "the kubeconfig fetch runs ssh on the deploying machine and needs privateKeyPath or the SSH agent");

@@ -19,6 +19,7 @@ import {
   nodeAnnotations,
 } from "../render/kilo-manifests";
 import { KILO_IMAGE, WIREGUARD_GO_IMAGE } from "../versions";
+import { missingMembers } from "./cluster-checks";
 import { K3sAgent } from "./k3s-agent";
 import { K3sNode } from "./k3s-node";
 import { K3sServer } from "./k3s-server";
@@ -47,8 +48,9 @@ export interface KiloMeshProps {
   readonly server: K3sServer;
   /**
    * The cluster's nodes. Each gets the Kilo annotations its host needs (forced endpoint for
-   * 1:1 NAT, keepalive behind NAT, location, leader). The server is always included.
-   * @default - the server only
+   * 1:1 NAT, keepalive behind NAT, location, leader). The server is always included; leaving
+   * out another member of the cluster is an error. Create the KiloMesh after the agents.
+   * @default - the whole cluster: the server and every agent that joins it (K3sServer.clusterNodes)
    */
   readonly nodes?: K3sNode[];
   /**
@@ -186,7 +188,8 @@ export class KiloMesh extends Construct {
   constructor(scope: Construct, id: string, props: KiloMeshProps) {
     super(scope, id);
     this.server = props.server;
-    const nodes = [props.server, ...(props.nodes ?? [])].filter((n) => n !== undefined);
+    const cluster = props.server instanceof K3sServer ? props.server.clusterNodes : [];
+    const nodes = [props.server, ...(props.nodes ?? cluster)].filter((n) => n !== undefined);
     this.nodes = nodes.filter((n, i) => nodes.indexOf(n) === i);
     this.meshGranularity = props.meshGranularity ?? MeshGranularity.FULL;
     this.wireguardPort = props.wireguardPort ?? 51820;
@@ -315,6 +318,10 @@ export class KiloMesh extends Construct {
       if (!(n instanceof K3sNode)) { err("nodes", "pass K3sServer and K3sAgent constructs"); continue; }
       if (n instanceof K3sAgent && n.server !== server) err("nodes", `${n.node.path} joins ${n.server.node.path}, not this mesh's server ${server.node.path}`);
       if (n instanceof K3sServer && n !== server && n.stack !== server.stack) err("nodes", `${n.node.path} is not in the cluster's stack "${server.stack.node.id}"`);
+    }
+    errors.push(...missingMembers(where, [server], this.nodes, props.nodes === undefined, "KiloMesh"));
+    if (props.serviceCidr !== undefined && !v.isToken(props.serviceCidr) && !v.isToken(server.serviceCidr) && props.serviceCidr !== server.serviceCidr) {
+      err("serviceCidr", `${props.serviceCidr} differs from ${server.node.path}'s serviceCidr ${server.serviceCidr}; leave serviceCidr out (it defaults to the server's)`);
     }
     for (const n of props.leaders ?? []) {
       if (!this.nodes.includes(n)) err("leaders", `${n.node.path} is not one of this mesh's nodes; add it to nodes`);

@@ -7,6 +7,7 @@ import { Annotations, ITerraformDependable, TerraformLocal, TerraformStack } fro
 import { Construct } from "constructs";
 import * as nullResource from "@cdktf/provider-null/lib/resource";
 import { createTimeConnection } from "../host/connection";
+import * as ipaddr from "ipaddr.js";
 import * as v from "../host/validate";
 import {
   DEFAULT_KILO_SUBNET, DEFAULT_POD_CIDR, DEFAULT_SERVICE_CIDR, DEFAULT_WIREGUARD_PORT,
@@ -14,8 +15,10 @@ import {
 } from "../render/firewall-rules";
 import { renderConvergeCall, renderConvergeProgram, renderSharedSources, sharedSources } from "../render/ufw-script";
 import { ensureProvider, fingerprint, terraformLiteral } from "./internal";
+import { missingMembers, serversOf } from "./cluster-checks";
 import { K3sNode, NodeRole } from "./k3s-node";
 import { K3sServer } from "./k3s-server";
+import { KiloMesh } from "./kilo-mesh";
 
 export { FirewallRule, NodeFirewallRule, Protocol, RuleAction, TrafficDirection } from "../render/firewall-rules";
 
@@ -23,8 +26,19 @@ export { FirewallRule, NodeFirewallRule, Protocol, RuleAction, TrafficDirection 
  * Settings of a PeerFirewall.
  */
 export interface PeerFirewallProps {
-  /** Every node of the cluster (servers and agents). Each one gets a firewall that lets in the others. */
-  readonly nodes: K3sNode[];
+  /**
+   * The cluster to firewall: this server and every agent that joins it (K3sServer.clusterNodes).
+   * Create the PeerFirewall after the agents.
+   * @default - the servers among `nodes`
+   */
+  readonly server?: K3sServer;
+  /**
+   * The nodes to firewall (servers and agents). Each one gets a firewall that lets in the others.
+   * Leaving out a member of their clusters is an error: it would get no firewall, and its peers
+   * would drop its traffic.
+   * @default - the whole cluster of `server`
+   */
+  readonly nodes?: K3sNode[];
   /**
    * Networks the cluster is administered from: SSH (rate-limited) on every node and the
    * Kubernetes API on servers. Include the address of the machine running `cdktf deploy`,
@@ -88,11 +102,13 @@ export class PeerFirewall extends Construct {
   public readonly adminCidrs: string[];
   private readonly sets = new Map<K3sNode, NodeRuleSet>();
   private readonly steps = new Map<K3sNode, nullResource.Resource>();
+  private readonly settings: FirewallCluster;
 
   constructor(scope: Construct, id: string, props: PeerFirewallProps) {
     super(scope, id);
     // A decommissioned node gets no firewall step and is no longer anyone's peer.
-    this.nodes = [...new Set((props.nodes ?? []).filter((n) => n instanceof K3sNode && !n.decommissioned))];
+    const listed = props.nodes ?? (props.server instanceof K3sServer ? props.server.clusterNodes : []);
+    this.nodes = [...new Set(listed.filter((n) => n instanceof K3sNode && !n.decommissioned))];
     this.node.addValidation({ validate: () => this.validateProps(props) });
     if (!props.adminCidrs || props.adminCidrs.length === 0) {
       Annotations.of(this).addWarning(
@@ -101,10 +117,22 @@ export class PeerFirewall extends Construct {
     }
     this.adminCidrs = [...(props.adminCidrs ?? [])];
     this.warnAboutWideSources(props);
+    for (const n of this.nodes) {
+      const s = n.host?.ssh;
+      const b = s?.bastion?.host;
+      if (b === undefined || s?.host === undefined || v.isToken(s.host) || v.checkIp(s.host) || !ipaddr.parse(s.host).range().match(/private|uniqueLocal/)) continue;
+      // Allowed from the bastion's private address only when it is a node on the same network (same location).
+      const bastionNode = this.nodes.find((o) => o.host.address === b && o.host.privateAddress !== undefined &&
+        n.host.location !== undefined && n.host.location !== "" && o.host.location === n.host.location);
+      if (bastionNode) continue;
+      Annotations.of(this).addWarning(`PeerFirewall "${this.node.path}": ${n.node.path} is reached at the private address ${s.host} through bastion ${b}. ` +
+        `Its firewall lets SSH in from the admin networks and from ${b} only; the bastion's address on the private network is unknown here. ` +
+        "If the bastion reaches it from a private address, add that address to adminCidrs, or make the bastion a node with privateAddress and the same location");
+    }
     ensureProvider(this, "null");
 
     const server = this.nodes.find((n): n is K3sServer => n instanceof K3sServer);
-    const cluster: FirewallCluster = {
+    const cluster: FirewallCluster = this.settings = {
       nodes: this.nodes.map((n) => this.describe(n)),
       adminCidrs: props.adminCidrs ?? [],
       apiCidrs: props.apiCidrs ?? [],
@@ -149,6 +177,11 @@ export class PeerFirewall extends Construct {
     return set.rules.map((r) => ({ ...r }));
   }
 
+  /** @internal The cluster as the rules are computed from it (the report command recomputes them). */
+  public get _settings(): FirewallCluster {
+    return this.settings;
+  }
+
   /** The step that converges `node`'s firewall; depend on it to run after the firewall is up. */
   public firewallOf(node: K3sNode): ITerraformDependable {
     const step = this.steps.get(node);
@@ -169,8 +202,14 @@ export class PeerFirewall extends Construct {
         if (other !== n && oh.address === bastion && oh.privateAddress !== undefined && sameNetwork) sshFrom.push(oh.privateAddress);
       }
     }
+    // The SSH ports other nodes reach this one on as their bastion.
+    const bastionPorts = this.nodes
+      .map((o) => o.host?.ssh?.bastion)
+      .filter((b) => b !== undefined && b.host === h.address)
+      .map((b) => b!.port ?? 22);
     return {
       name: n.node.path,
+      bastionPorts,
       role: n.role === NodeRole.SERVER ? "server" : "agent",
       address: h.address,
       privateAddress: h.privateAddress,
@@ -178,6 +217,38 @@ export class PeerFirewall extends Construct {
       sshPort: h.ssh?.port,
       sshFrom,
     };
+  }
+
+  /** The node list against the clusters it touches, other firewalls over the same nodes, and settings Kilo and K3s must share. */
+  private clusterErrors(props: PeerFirewallProps, where: string): string[] {
+    const servers = serversOf([...this.nodes, ...(props.server instanceof K3sServer ? [props.server] : [])]);
+    const errors = missingMembers(where, servers, this.nodes, props.nodes === undefined, "PeerFirewall");
+    const mine = new Set(this.nodes);
+    for (const other of this.node.root.node.findAll()) {
+      if (!(other instanceof PeerFirewall) || other === this) continue;
+      const shared = other.nodes.filter((n) => mine.has(n));
+      if (shared.length) {
+        errors.push(`${where}: nodes: ${shared.map((n) => n.node.path).join(", ")} also covered by PeerFirewall ${other.node.path}; ` +
+          "two firewalls on one host share one rule tag and delete each other's rules on every converge. Use one PeerFirewall per cluster");
+      }
+    }
+    const c = this.settings;
+    const differ = (field: string, mine: unknown, theirs: unknown, owner: string, theirField: string) => {
+      const malformed = typeof mine === "string" && v.checkCidr(mine) !== undefined; // reported on its own
+      if (mine !== undefined && theirs !== undefined && !v.isToken(mine) && !v.isToken(theirs) && !malformed && mine !== theirs) {
+        errors.push(`${where}: ${field}: ${mine} differs from ${owner}'s ${theirField} ${theirs}; they must agree: leave ${field} out or set both to the same value`);
+      }
+    };
+    for (const server of servers) {
+      differ("podCidr", props.podCidr, server.clusterCidr, server.node.path, "clusterCidr");
+      differ("serviceCidr", props.serviceCidr, server.serviceCidr, server.node.path, "serviceCidr");
+    }
+    for (const mesh of this.node.root.node.findAll()) {
+      if (!(mesh instanceof KiloMesh) || !servers.includes(mesh.server)) continue;
+      differ("wireguardPort", c.wireguardPort, mesh.wireguardPort, `KiloMesh ${mesh.node.path}`, "wireguardPort");
+      differ("kiloSubnet", c.kiloSubnet, mesh.wireguardSubnet, `KiloMesh ${mesh.node.path}`, "wireguardSubnet");
+    }
+    return errors;
   }
 
   /** Ports PeerFirewall opens only to certain sources: [first, last, protocol, what, to whom]. */
@@ -218,8 +289,9 @@ export class PeerFirewall extends Construct {
     const errors: string[] = [];
     const where = `PeerFirewall "${this.node.path}"`;
     const err = (field: string, msg: string | undefined) => { if (msg) errors.push(`${where}: ${field}: ${msg}`); };
-    const given = props.nodes ?? [];
-    if (given.length === 0) errors.push(`${where}: nodes: give every K3sServer and K3sAgent of the cluster`);
+    const given = props.nodes ?? (props.server instanceof K3sServer ? props.server.clusterNodes : []);
+    if (props.server !== undefined && !(props.server instanceof K3sServer)) err("server", "pass the K3sServer of the cluster");
+    if (given.length === 0) errors.push(`${where}: nodes: give the cluster's server (server: every agent that joins it is covered) or every K3sServer and K3sAgent of the cluster`);
     given.forEach((n, i) => {
       if (!(n instanceof K3sNode)) err(`nodes[${i}]`, "not a K3sServer or K3sAgent construct");
     });
@@ -230,14 +302,16 @@ export class PeerFirewall extends Construct {
         err("nodes", `${n.node.path} is in stack "${n.stack.node.id}" but this firewall is in "${stack.node.id}"; create the firewall in its nodes' stack`);
       }
       const a = n.host?.address;
-      if (a !== undefined && !v.isToken(a) && v.checkIp(a)) {
+      // An address that is neither an IP nor a DNS name is already reported by its node.
+      if (a !== undefined && !v.isToken(a) && v.checkIp(a) && !v.checkAddress(a)) {
         err("nodes", `${n.node.path} has host.address "${a}", a DNS name: ufw rules need IP addresses, so give the node's public IP (or a Terraform token that resolves to it)`);
       }
       const b = n.host?.ssh?.bastion?.host;
-      if (b !== undefined && !v.isToken(b) && v.checkIp(b)) {
+      if (b !== undefined && !v.isToken(b) && v.checkIp(b) && !v.checkAddress(b)) {
         err("nodes", `${n.node.path} is reached through bastion "${b}", a DNS name: give the bastion's IP so SSH from it can be allowed`);
       }
     }
+    errors.push(...this.clusterErrors(props, where));
     (props.adminCidrs ?? []).forEach((c, i) => err(`adminCidrs[${i}]`, v.checkCidr(c)));
     (props.apiCidrs ?? []).forEach((c, i) => err(`apiCidrs[${i}]`, v.checkCidr(c)));
     if (props.wireguardPort !== undefined) err("wireguardPort", v.checkPort(props.wireguardPort));

@@ -21,6 +21,8 @@ export function checkAddress(value: string): string | undefined {
     return `"${value}" is not a valid IP address; write IPv4 as four decimal parts such as 203.0.113.10`;
   }
   if (/^[0-9.]+$/.test(value)) return `"${value}" is not a valid IPv4 address`;
+  const withPort = addressWithPort(value);
+  if (withPort) return withPort;
   if (value.includes(":")) return `"${value}" is not a valid IPv6 address`;
   if (!HOSTNAME.test(value)) return `"${value}" is neither an IP address nor a DNS name`;
   return undefined;
@@ -144,6 +146,18 @@ export function checkHostKey(value: string): string | undefined {
   return undefined;
 }
 
+/**
+ * An address written with a port or as a URL ("203.0.113.10:2222", "[2001:db8::1]:22",
+ * "ssh://host"): the port belongs in ssh.port, the address stands alone.
+ */
+function addressWithPort(value: string): string | undefined {
+  const url = /^[a-z][a-z0-9+.-]*:\/\/([^/:]*|\[[^\]]*\])(:\d+)?/i.exec(value);
+  if (url) return `"${value}" is a URL; give the bare address ("${url[1].replace(/^\[(.*)\]$/, "$1")}"): drop the scheme and the port; use ssh.port for the SSH port`;
+  const m = /^(\[([^\]]+)\]|[^:]+):(\d+)$/.exec(value);
+  if (m) return `"${value}" has a port; drop the port ("${m[2] ?? m[1]}") and use ssh.port for the SSH port`;
+  return undefined;
+}
+
 /** A port given as a number (a string such as "22" is refused, unless it is a Terraform token). */
 export function checkPortNumber(value: unknown): string | undefined {
   if (isToken(value)) return undefined;
@@ -164,6 +178,23 @@ export function checkScriptPath(value: string): string | undefined {
     return `"${value}" must contain %RAND%: steps that run at the same time on one host would otherwise overwrite each other's script (e.g. ${value.replace(/(\.sh)?$/, "_%RAND%$1")})`;
   }
   return undefined;
+}
+
+/**
+ * Ranges a node's public `address` can never be: other nodes and clients could not reach it there.
+ * Private ranges are allowed (a lab, or nodes that share a private network).
+ */
+export function checkNodeAddress(value: string): string | undefined {
+  if (isToken(value) || checkIp(value)) return undefined;
+  const ip = ipaddr.parse(value);
+  switch (ip.range()) {
+    case "unspecified": return `"${value}" means "any address" and reaches no host; give the node's public IP`;
+    case "loopback": return `"${value}" is a loopback address: other nodes would reach themselves; give the node's public IP (for an SSH tunnel, put the loopback address in ssh.host)`;
+    case "linkLocal": return `"${value}" is a link-local address, not routable beyond the node's own link; give the node's public IP`;
+    case "multicast": case "broadcast": return `"${value}" is a ${ip.range()} address, not a host; give the node's public IP`;
+    case "ipv4Mapped": return `"${value}" is an IPv4 address in IPv6 form; write it as ${(ip as ipaddr.IPv6).toIPv4Address().toString()}`;
+    default: return undefined;
+  }
 }
 
 /**

@@ -22,7 +22,7 @@
  *   open so peers can reach a node behind NAT.
  */
 import * as ipaddr from "ipaddr.js";
-import { NodeFirewallRule, TrafficDirection } from "./firewall-rules";
+import { FirewallCluster, NodeFirewallRule, nodeRuleSet, TrafficDirection } from "./firewall-rules";
 
 /** A node as the report shows it. Every string is display text (tokens already resolved). */
 export interface ReportNode {
@@ -67,6 +67,27 @@ export interface ClusterReportData {
   readonly mesh?: ReportMesh;
   /** Empty when the app has no PeerFirewall. */
   readonly firewalls: ReportFirewall[];
+}
+
+/** A cluster as a synthesized stack carries it for the report command (see embeddedReport). */
+export interface EmbeddedClusterReport {
+  readonly version: 1;
+  readonly title: string;
+  readonly nodes: ReportNode[];
+  readonly mesh?: ReportMesh;
+  /** The PeerFirewall's inputs (node names are construct paths); rules are recomputed from them. */
+  readonly firewall?: FirewallCluster;
+  /** Construct path → Kubernetes node name, for the firewall's nodes. */
+  readonly nodeNames?: { [path: string]: string };
+}
+
+/** The report data of an embedded cluster: the firewall's rules recomputed with nodeRuleSet, as PeerFirewall does. */
+export function expandEmbeddedReport(e: EmbeddedClusterReport, title?: string): ClusterReportData {
+  const firewalls: ReportFirewall[] = (e.firewall?.nodes ?? []).map((n) => ({
+    node: e.nodeNames?.[n.name] ?? n.name,
+    rules: nodeRuleSet(e.firewall!, n.name).rules,
+  }));
+  return { title: title ?? e.title, nodes: e.nodes, firewalls, ...(e.mesh ? { mesh: e.mesh } : {}) };
 }
 
 /** A group of nodes behind one WireGuard identity. */
@@ -343,6 +364,10 @@ export function renderMarkdown(data: ClusterReportData): string {
 // ---------------------------------------------------------------------------------------------
 // Graphviz DOT
 
+const FONT = "DejaVu Sans";
+const TUNNEL_PENWIDTH = 1.4;
+const KEEPALIVE_PENWIDTH = 4;
+
 function dotString(text: string): string {
   return `"${text.replace(/\\/g, "\\\\").replace(/"/g, "\\\"").replace(/\n/g, "\\n")}"`;
 }
@@ -355,11 +380,31 @@ function dotId(prefix: string, i: number): string {
   return `${prefix}${i}`;
 }
 
+/**
+ * A Terraform expression shortened for a box: `${google_compute_instance.gcp.network_interface[0]
+ * .access_config[0].nat_ip}` becomes `gcp….nat_ip (after apply)`; literal addresses are kept.
+ */
+export function shortAddress(text: string, max = 24): string {
+  const m = /^\$\{(.*)\}$/s.exec(text);
+  if (!m) return text;
+  const expr = m[1];
+  const ref = /^(?:data\.)?[a-z0-9_]+\.([A-Za-z0-9_-]+)\.(.+)$/.exec(expr);
+  let short: string;
+  if (ref) {
+    const attr = ref[2].split(".").pop()!;
+    short = ref[2] === attr ? `${ref[1]}.${attr}` : `${ref[1]}….${attr}`;
+  } else {
+    short = expr;
+  }
+  if (short.length > max) short = `${short.slice(0, max - 1)}…`;
+  return `${short} (after apply)`;
+}
+
 function nodeLines(n: ReportNode, segment: MeshSegment | undefined): string[] {
   const lines = [`${n.name} (${n.role})`];
   if (n.location !== undefined) lines.push(n.location);
-  lines.push(n.address);
-  if (n.privateAddress !== undefined) lines.push(`private ${n.privateAddress}`);
+  lines.push(shortAddress(n.address));
+  if (n.privateAddress !== undefined) lines.push(`private ${shortAddress(n.privateAddress)}`);
   const nat = natText(n);
   if (nat !== "none") lines.push(nat);
   if (segment?.leader === n.name && segment.wireguardIp) lines.push(`wg ${segment.wireguardIp}`);
@@ -381,17 +426,22 @@ export function renderDot(data: ClusterReportData): string {
   // Laid out by circo (as Kilo's own `kgctl graph | circo`): the nodes on a circle, the tunnels
   // as chords; the firewall table is a separate component placed beside it.
   out.push("digraph cluster_report {");
-  out.push(`  graph [label=${dotString(data.title)}, labelloc=t, fontname="Helvetica", fontsize=18, pad=0.4, mindist=1.6, layout=circo];`);
-  out.push("  node [shape=box, style=\"rounded,filled\", fillcolor=\"#f4f7fb\", fontname=\"Helvetica\", fontsize=11];");
-  out.push("  edge [fontname=\"Helvetica\", fontsize=9, arrowhead=none];");
+  // DejaVu Sans: installed on most Linux desktops, and Graphviz (viz.js included) has its metrics, so
+  // boxes are sized for the font the picture is drawn in. Helvetica is missing on Linux, where a
+  // wider fallback overflowed the boxes; where DejaVu is missing, the fallbacks are narrower.
+  // The two components (mesh, table) are packed side by side, top-aligned.
+  out.push(`  graph [label=${dotString(data.title)}, labelloc=t, fontname="${FONT}", fontsize=18, pad=0.3, mindist=1.4, layout=circo, pack=24, packmode="array_t2"];`);
+  out.push(`  node [shape=box, style="rounded,filled", fillcolor="#f4f7fb", fontname="${FONT}", fontsize=11, margin="0.15,0.08"];`);
+  out.push(`  edge [fontname="${FONT}", fontsize=9, arrowhead=none];`);
   data.nodes.forEach((n) => {
     const server = n.role === "server";
     out.push(`  ${id.get(n.name)} [label=${dotString(nodeLines(n, segmentOf.get(n.name)).join("\n"))}` +
       `${server ? ", penwidth=2, fillcolor=\"#e3ecfa\"" : ""}${n.behindNat ? ", style=\"rounded,filled,dashed\"" : ""}];`);
   });
   for (const t of tunnels) {
-    const attrs = [`color="${t.warning ? "#c03030" : "#2a7a2a"}"`, "penwidth=1.6"];
-    if (t.keepaliveFrom.length) attrs.push(`tooltip=${dotString(`keepalive from ${t.keepaliveFrom.join(", ")}`)}`, "style=\"bold\"");
+    // Keepalive tunnels are thicker: an explicit penwidth would override style=bold, so the width itself differs.
+    const attrs = [`color="${t.warning ? "#c03030" : "#2a7a2a"}"`, `penwidth=${t.keepaliveFrom.length ? KEEPALIVE_PENWIDTH : TUNNEL_PENWIDTH}`];
+    if (t.keepaliveFrom.length) attrs.push(`tooltip=${dotString(`keepalive from ${t.keepaliveFrom.join(", ")}`)}`);
     if (t.warning) attrs.push(`label=${dotString("!")}`, `tooltip=${dotString(t.warning)}`);
     out.push(`  ${id.get(t.a)} -> ${id.get(t.b)} [${attrs.join(", ")}];`);
   }
@@ -405,7 +455,7 @@ export function renderDot(data: ClusterReportData): string {
   if (data.mesh) {
     legend.push(`<tr><td align="left"><font color="#2a7a2a"><b>━━</b></font></td><td align="left">WireGuard tunnel, ${data.mesh.wireguardPort}/udp (${data.mesh.granularity} mesh, ${tunnels.length} tunnels)</td></tr>`);
     if (tunnels.some((t) => t.keepaliveFrom.length)) {
-      legend.push(`<tr><td></td><td align="left">keepalives from ${html([...new Set(tunnels.flatMap((t) => t.keepaliveFrom))].join(", "))} (behind NAT, dashed box)</td></tr>`);
+      legend.push(`<tr><td align="left"><font color="#2a7a2a" point-size="16"><b>━</b></font></td><td align="left">thick: keepalives from ${html([...new Set(tunnels.flatMap((t) => t.keepaliveFrom))].join(", "))} (behind NAT, dashed box)</td></tr>`);
     }
     if (segments.some((s) => s.members.length > 1)) legend.push(`<tr><td align="left"><font color="#c07000"><b>- -</b></font></td><td align="left">same location: to the leader, not encrypted</td></tr>`);
   }
@@ -417,13 +467,17 @@ export function renderDot(data: ClusterReportData): string {
     for (const src of matrixSources(data, entries)) {
       const cells = targets.map((t) => allowedPorts(entries, src, t));
       if (cells.every((c) => c.length === 0)) continue;
-      const label = networks.includes(src) && src === "anywhere" ? "the Internet" : src;
+      const label = networks.includes(src) && src === "anywhere" ? "the Internet" : shortAddress(src);
       rows.push(`<tr><td align="left"><b>${html(label)}</b></td>${cells.map((c) => `<td>${c.length ? c.map((x) => html(x).replace(" (limited)", "<br/>(limited)")).join("<br/>") : "·"}</td>`).join("")}</tr>`);
     }
     rows.push(`<tr><td colspan="${targets.length + 1}" align="left">everything else: denied (default deny incoming and routed)</td></tr>`);
+    // The legend under the table, in it: one block beside the mesh instead of a third one.
+    if (legend.length) {
+      rows.push(`<tr><td colspan="${targets.length + 1}" align="left" border="0"><table align="left" border="0" cellspacing="0" cellpadding="3">${legend.join("")}</table></td></tr>`);
+    }
     out.push(`  matrix [shape=plaintext, style="", label=<<table border="0" cellborder="1" cellspacing="0" cellpadding="6">${rows.join("")}</table>>];`);
   }
-  if (legend.length) {
+  if (legend.length && !data.firewalls.length) {
     out.push(`  legend [shape=plaintext, style="", label=<<table border="0" cellspacing="0" cellpadding="3">${legend.join("")}</table>>];`);
   }
   out.push("}");

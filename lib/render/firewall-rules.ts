@@ -151,6 +151,8 @@ export interface FirewallNode {
   readonly sshPort?: number;
   /** Addresses SSH to this node comes from besides the admin networks (its bastion). */
   readonly sshFrom?: string[];
+  /** Further SSH ports open to the admin networks: this node is other nodes' bastion on them. */
+  readonly bastionPorts?: number[];
 }
 
 /** The whole cluster as the firewall sees it. */
@@ -285,6 +287,10 @@ export function nodeRuleSet(cluster: FirewallCluster, nodeName: string): NodeRul
     tcp("ssh", `SSH from the admin networks${limitSsh ? ", rate-limited" : ""}`, sshPort, admin, sshAction);
   }
   tcp("ssh", `SSH from this node's bastion${limitSsh ? ", rate-limited" : ""}`, sshPort, self.sshFrom ?? [], sshAction);
+  for (const port of new Set((self.bastionPorts ?? []).map(String).filter((p) => p !== sshPort))) {
+    if (admin.length === 0) add({ purpose: "ssh", description: "SSH as the other nodes' bastion, from anywhere, rate-limited", action: RuleAction.LIMIT, direction: TrafficDirection.INCOMING, protocol: Protocol.TCP, port });
+    else tcp("ssh", `SSH as the other nodes' bastion, from the admin networks${limitSsh ? ", rate-limited" : ""}`, port, admin, sshAction);
+  }
 
   for (const from of peerSources(others)) {
     add({

@@ -423,11 +423,13 @@ export async function createLab(options: LabOptions): Promise<Lab> {
   if (new Set(specs.map((s) => s.address)).size !== specs.length) throw new Error("lab host addresses must be unique");
   const adminAddress = options.adminAddress ?? `${net}.1`;
   if (specs.some((s) => s.address === adminAddress)) throw new Error(`${adminAddress} is the test machine's address on the bridge`);
-  const routed = run("ip", ["-4", "route", "show", "to", "match", `${net}.0/24`]).split("\n")
-    .filter((l) => l.trim() && !l.startsWith("default"));
+  // The test machine routes only this lab's own addresses (/32 each), never the whole /24: other
+  // addresses of the documentation ranges may be real services here (the package registries' are).
+  const routed = [adminAddress, ...specs.map((s) => s.address)].flatMap((a) =>
+    run("ip", ["-4", "route", "show", "to", "match", a]).split("\n").filter((l) => l.trim() && !l.startsWith("default")));
   if (routed.length) {
-    throw new Error(`${net}.0/24 is already in use on this machine (${routed.join("; ")}); ` +
-      "another lab is running or the range belongs to a real interface: give each concurrent test file its own range");
+    throw new Error(`lab addresses in ${net}.0/24 are already in use on this machine (${routed.join("; ")}); ` +
+      "another lab is running or the range belongs to a real interface: give each concurrent test file its own addresses");
   }
 
   const id = randomBytes(3).toString("hex");
@@ -444,7 +446,7 @@ export async function createLab(options: LabOptions): Promise<Lab> {
     br("link", "set", "lo", "up");
     run("ip", ["link", "add", lab.adminLink, "type", "veth", "peer", "name", "admin", "netns", lab.bridgeNetns]);
     br("link", "set", "admin", "master", "br0", "up");
-    run("ip", ["addr", "add", `${adminAddress}/24`, "dev", lab.adminLink]);
+    run("ip", ["addr", "add", `${adminAddress}/32`, "dev", lab.adminLink]);
     run("ip", ["link", "set", lab.adminLink, "up"]);
 
     const knownHosts: string[] = [];
@@ -468,6 +470,7 @@ export async function createLab(options: LabOptions): Promise<Lab> {
       run("ip", ["-n", netns, "addr", "add", `${s.address}/24`, "dev", "eth0"]);
       run("ip", ["-n", netns, "link", "set", "eth0", "up"]);
       run("ip", ["-n", netns, "link", "set", "lo", "up"]);
+      run("ip", ["route", "add", `${s.address}/32`, "dev", lab.adminLink, "src", adminAddress]);
     });
     writeFileSync(lab.knownHostsPath, knownHosts.join("\n") + "\n");
     await Promise.all(lab.hosts.map((h, i) => h._start(hostSetupScript(h, specs[i], uidBase))));

@@ -231,20 +231,28 @@ export async function runMatrix(cases: ProbeCase[]): Promise<ProbeResult[]> {
   await Promise.all(cases.filter((c) => c.ssh).map(async (c) => {
     results.set(c, await sshBanner(c.source, c.address ?? c.target.address, c.port, c.fromAddress));
   }));
-  // Groups one after another (a target never listens on the same port twice at once), probes in parallel.
+  // Per target, groups one after another (a target never listens on the same port twice at once),
+  // probes in parallel; different targets in parallel (their listeners never collide).
+  const byTarget = new Map<string, ProbeCase[][]>();
   for (const group of groups.values()) {
-    const { target, port, proto } = group[0];
-    const listener = await listen(target, port, proto);
-    try {
-      await Promise.all(group.map(async (c) => {
-        const nonce = `probe-${c.source.name}-${randomBytes(6).toString("hex")}`;
-        await send(c.source, c.address ?? target.address, port, proto, nonce, c.fromAddress);
-        results.set(c, await listener.received(nonce));
-      }));
-    } finally {
-      await listener.close();
-    }
+    const t = group[0].target.name;
+    byTarget.set(t, [...(byTarget.get(t) ?? []), group]);
   }
+  await Promise.all([...byTarget.values()].map(async (targetGroups) => {
+    for (const group of targetGroups) {
+      const { target, port, proto } = group[0];
+      const listener = await listen(target, port, proto);
+      try {
+        await Promise.all(group.map(async (c) => {
+          const nonce = `probe-${c.source.name}-${randomBytes(6).toString("hex")}`;
+          await send(c.source, c.address ?? target.address, port, proto, nonce, c.fromAddress);
+          results.set(c, await listener.received(nonce));
+        }));
+      } finally {
+        await listener.close();
+      }
+    }
+  }));
   return cases.map((c) => ({ case: c, open: results.get(c)!, line: describeCase(c, results.get(c)!) }));
 }
 
