@@ -256,7 +256,17 @@ export interface FirewallCounts {
 }
 
 /** Count rules and ufw invocations from the rendered firewall scripts in the JSON. */
-export function firewallCounts(nodes: GraphNode[]): FirewallCounts {
+export function firewallCounts(nodes: GraphNode[], synth?: SynthJson): FirewallCounts {
+  // The batched converge's shared Terraform local holds the cluster's address list; a node's data
+  // names the indices it leaves out ({"shared": [...]}).
+  const sharedLength = (stack: string): number => {
+    const locals = synth?.stacks.find((st) => st.name === stack)?.config.locals ?? {};
+    for (const v of Object.values<unknown>(locals)) {
+      const m = typeof v === "string" ? /CDKTF_K3S_KILO_SOURCES'\n(\[.*\])\n/.exec(v) : null;
+      if (m) return (JSON.parse(m[1]) as unknown[]).length;
+    }
+    throw new Error(`firewallCounts: no shared source list among the locals of stack ${stack} (pass the synth)`);
+  };
   const rulesPerNode = new Map<string, number>();
   const ufwFreshPerNode = new Map<string, number>();
   const ufwConvergedPerNode = new Map<string, number>();
@@ -273,14 +283,16 @@ export function firewallCounts(nodes: GraphNode[]): FirewallCounts {
     // The batched converge: the shared program is a Terraform local; the node's rules are JSON.
     const data = lines.find((l) => l.startsWith('{"sources":'));
     if (data) {
-      const d = JSON.parse(data) as { sources: unknown[][]; rules: unknown[][] };
+      const d = JSON.parse(data) as { sources: unknown[]; rules: unknown[][] };
       const count = d.rules.reduce<number>((a, e) => {
         const i = e.findIndex((w) => typeof w === "number");
-        return a + (i < 0 ? 1 : d.sources[e[i] as number].length);
+        if (i < 0) return a + 1;
+        const src = d.sources[e[i] as number] as unknown;
+        return a + (Array.isArray(src) ? src.length : sharedLength(n.stack) - (src as { shared: number[] }).shared.length);
       }, 0);
       rulesPerNode.set(host, count);
-      // One python process; `ufw` itself only for a default that differs (3), enabling and its check.
-      ufwFreshPerNode.set(host, 3 + 2);
+      // One python process; `ufw` itself only for a default that differs (3) and enabling.
+      ufwFreshPerNode.set(host, 3 + 1);
       ufwConvergedPerNode.set(host, 0);
       continue;
     }

@@ -77,7 +77,7 @@ async function measure(nodes: number, servers: number, work: string): Promise<Ro
   for (let r = 0; r < Math.max(1, Math.min(3, RUNS)); r++) noFw.push(await runChild(nodes, servers, "no-firewall", join(work, `nofw-${nodes}-${servers}`)));
   const synth = readSynth(base);
   const graph = buildGraph(synth);
-  const fw = firewallCounts(graph);
+  const fw = firewallCounts(graph, synth);
   const serverHosts = new Set(graph.filter((n) => n.type === "terraform_data" && /\/server(-\d+)?\/install$/.test(n.path)).map((n) => n.sshHost!));
   const rulesOf = (server: boolean) => [...fw.rulesPerNode].filter(([h]) => serverHosts.has(h) === server).map(([, c]) => c);
   const ssh = computedSsh(synth);

@@ -67,8 +67,8 @@ describe("cost by cluster size (reduced: 6 and 50 nodes)", () => {
   });
 
   test("firewall rules: a node's rule count grows linearly with its peers, so the total is ~N²", () => {
-    const s = firewallCounts(buildGraph(small.json));
-    const l = firewallCounts(buildGraph(large.json));
+    const s = firewallCounts(buildGraph(small.json), small.json);
+    const l = firewallCounts(buildGraph(large.json), large.json);
     // Per node: the same fixed rules plus a constant number per peer.
     const perPeer = (Math.max(...l.rulesPerNode.values()) - Math.max(...s.rulesPerNode.values())) / (LARGE.nodes - SMALL.nodes);
     expect(Number.isInteger(perPeer)).toBe(true);
