@@ -2,7 +2,7 @@
  * Small wiring helpers shared by the constructs. Not exported from the package.
  */
 import { createHash } from "crypto";
-import { Annotations, Aspects, Fn, IAspect, LocalBackend, TerraformBackend, TerraformProvider, TerraformResource, TerraformStack, ITerraformDependable, TerraformResourceLifecycle } from "cdktf";
+import { Annotations, Aspects, Fn, IAspect, LocalBackend, TerraformBackend, TerraformLocal, TerraformProvider, TerraformResource, TerraformStack, ITerraformDependable, TerraformResourceLifecycle } from "cdktf";
 import { Construct, IConstruct } from "constructs";
 import * as localProvider from "@cdktf/provider-local/lib/provider";
 import * as nullProvider from "@cdktf/provider-null/lib/provider";
@@ -83,6 +83,26 @@ const TOKEN_MARKER = /\$\{TfToken\[[A-Z]+\.\d+\]\}/g;
  * be read as Terraform interpolation and template directives. cdktf's own token markers, which
  * must become interpolations, are left alone.
  */
+/**
+ * The `inline` lines of a remote-exec that runs `parts`: this node's opening and parameters as a
+ * literal, then the program as a reference to one local per stack and program text, so a program
+ * the same on 200 nodes is in the configuration once. Terraform joins `inline` with newlines, so
+ * the host runs exactly joinScript(parts).
+ */
+export function sharedScriptInline(scope: Construct, parts: { node: string; program: string }): string[] {
+  const stack = TerraformStack.of(scope);
+  let programs = sharedPrograms.get(stack);
+  if (!programs) sharedPrograms.set(stack, programs = new Map());
+  let local = programs.get(parts.program);
+  if (!local) {
+    const id = `k3s-script-${createHash("sha256").update(parts.program).digest("hex").slice(0, 12)}`;
+    local = new TerraformLocal(stack, id, terraformLiteral(parts.program));
+    programs.set(parts.program, local);
+  }
+  return [terraformLiteral(parts.node), local.asString];
+}
+const sharedPrograms = new WeakMap<TerraformStack, Map<string, TerraformLocal>>();
+
 export function terraformLiteral(text: string): string {
   return text
     .replace(/\$\{(?!TfToken\[)/g, () => "$${")

@@ -6,10 +6,10 @@
 import { Lazy } from "cdktf";
 import { Construct } from "constructs";
 import { connectionDescription, createTimeConnection, destroyTimeConnection } from "../host/connection";
-import { renderRolloutAfterScript, renderRolloutBeforeScript } from "../render/rollout-script";
+import { rolloutAfterParts, rolloutBeforeParts } from "../render/rollout-script";
 import { agentConfig } from "../render/k3s-config";
 import { renderDrainScript, renderUninstallScript } from "../render/uninstall-script";
-import { terraformLiteral } from "./internal";
+import { sharedScriptInline, terraformLiteral } from "./internal";
 import * as v from "../host/validate";
 import { agentNewerThanServer, requireHostAndServer } from "./cluster-checks";
 import { K3sNode, K3sNodeProps, NodeRole } from "./k3s-node";
@@ -84,7 +84,12 @@ export class K3sAgent extends K3sNode {
       // Every agent of the cluster may be ahead in the queue, each within its own bounds.
       slotTimeoutSeconds: Math.ceil(Math.max(1, server.clusterNodes.filter((n) => n.role === NodeRole.AGENT).length) / server.maxUnavailable) * (drainTimeout + readyTimeout + 120),
     });
-    const lazyScript = (text: () => string) => Lazy.stringValue({ produce: () => terraformLiteral(text()) });
+    // The programs are shared by every agent of the stack (their text has no parameter in it);
+    // only the parameters wait for the whole cluster (the slot bound counts its agents).
+    const lazyScript = (parts: typeof rolloutBeforeParts) => {
+      const [, program] = sharedScriptInline(this, parts({ nodeName: "", maxUnavailable: 1, drainTimeoutSeconds: 0, slotTimeoutSeconds: 0, readyTimeoutSeconds: 0 }));
+      return [Lazy.stringValue({ produce: () => terraformLiteral(parts(rollout()).node) }), program];
+    };
     this._wireInstall(config, this._installSettings(props),
       // The server's connection, so the destroy-time drain can run there from state alone.
       connectionDescription(server.host, "server_"),
@@ -111,8 +116,8 @@ export class K3sAgent extends K3sNode {
       fingerprintConfig,
       {
         connection: createTimeConnection(root.host),
-        before: lazyScript(() => renderRolloutBeforeScript(rollout())),
-        after: lazyScript(() => renderRolloutAfterScript(rollout())),
+        before: lazyScript(rolloutBeforeParts),
+        after: lazyScript(rolloutAfterParts),
       });
   }
 

@@ -9,9 +9,9 @@ import { connectionDescription, createTimeConnection } from "../host/connection"
 import { Host, REQUIRE_HOST_KEYS_CONTEXT } from "../host/host";
 import * as v from "../host/validate";
 import { renderK3sConfig, K3sConfig, managedKeyReason, DEFAULT_NODEPORT_ADDRESSES } from "../render/k3s-config";
-import { InstallSettings, renderInstallScript, STAGED_CONFIG } from "../render/install-script";
-import { renderStagingScript } from "../render/shell";
-import { fingerprint, reportStackSecurity, requireHostKeys, TerraformData, terraformLiteral } from "./internal";
+import { InstallSettings, installScriptParts, STAGED_CONFIG } from "../render/install-script";
+import { joinScript, stagingScriptParts } from "../render/shell";
+import { fingerprint, reportStackSecurity, requireHostKeys, sharedScriptInline, TerraformData, terraformLiteral } from "./internal";
 import { K3S_DEFAULT_VERSION, K3S_RELEASE_INSTALL_SCRIPT_URL } from "../versions";
 
 /** The role of a node in the cluster. */
@@ -199,7 +199,7 @@ export abstract class K3sNode extends Construct {
     destroyProvisioners: Array<Record<string, unknown>>,
     membershipDependsOn: ITerraformDependable[],
     fingerprintConfig: K3sConfig | (() => K3sConfig) = config,
-    around?: { connection: SSHProvisionerConnection; before: string; after: string },
+    around?: { connection: SSHProvisionerConnection; before: string[]; after: string[] },
   ): void {
     this._membership = new TerraformData(this, "membership", {
       // Only the node's identity replaces it: a replacement runs the destroy-time cleanup.
@@ -217,7 +217,9 @@ export abstract class K3sNode extends Construct {
     const resolveConfig = (c: K3sConfig | (() => K3sConfig)) => (typeof c === "function" ? c() : c);
     // Values only Terraform knows are encoded by Terraform: YAML-safe whatever they hold.
     const renderYaml = (c: K3sConfig) => terraformLiteral(renderK3sConfig(c, (value) => Fn.jsonencode(value)));
-    const script = renderInstallScript(settings);
+    // The programs are shared (one local per stack and text); the digest covers the whole script.
+    const scriptParts = installScriptParts(settings);
+    const script = joinScript(scriptParts);
     const configYaml = typeof config === "function"
       ? Lazy.stringValue({ produce: () => renderYaml(resolveConfig(config)) })
       : renderYaml(config);
@@ -237,11 +239,11 @@ export abstract class K3sNode extends Construct {
     // a step waiting for a slot holds one of Terraform's -parallelism workers, and the node that
     // holds the slot must never need another worker to finish, or the waiters starve it.
     this._installStep.provisioners = [
-      ...(around ? [{ type: "remote-exec" as const, inline: [around.before], connection: around.connection }] : []),
-      { type: "remote-exec", inline: [terraformLiteral(renderStagingScript())] },
+      ...(around ? [{ type: "remote-exec" as const, inline: around.before, connection: around.connection }] : []),
+      { type: "remote-exec", inline: sharedScriptInline(this, stagingScriptParts()) },
       { type: "file", content: configYaml, destination: STAGED_CONFIG },
-      { type: "remote-exec", inline: [terraformLiteral(script)] },
-      ...(around ? [{ type: "remote-exec" as const, inline: [around.after], connection: around.connection }] : []),
+      { type: "remote-exec", inline: sharedScriptInline(this, scriptParts) },
+      ...(around ? [{ type: "remote-exec" as const, inline: around.after, connection: around.connection }] : []),
     ];
     // dependable() gives Terraform's bare `type.name` form; a raw fqn would be "${type.name}", which Terraform rejects.
     for (const p of this.prerequisites) this._installStep.dependsOn = [...(this._installStep.dependsOn ?? []), dependable(p)];

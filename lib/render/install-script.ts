@@ -8,7 +8,7 @@
  * so a re-run needs no network and the fingerprint covers the bytes that actually ran; a
  * `file://` script is copied on every run (it is local, and its content may change).
  */
-import { scriptHeader, shq, STAGING_DIR, STATE_DIR, WAIT_FOR_FUNCTION } from "./shell";
+import { joinScript, ScriptParts, scriptParts, shq, STAGING_DIR, STATE_DIR, WAIT_FOR_FUNCTION } from "./shell";
 
 export interface InstallSettings {
   readonly role: "server" | "agent";
@@ -34,17 +34,25 @@ export function serviceName(role: "server" | "agent"): string {
 }
 
 export function renderInstallScript(s: InstallSettings): string {
+  return joinScript(installScriptParts(s));
+}
+
+/**
+ * The install script split for sharing: the node's version, installer, timeout and name are
+ * parameters; the program depends only on the role and installWireguardTools.
+ */
+export function installScriptParts(s: InstallSettings): ScriptParts {
   const service = serviceName(s.role);
-  return [
-    scriptHeader(`install or reconfigure the K3s ${s.role} on this host`),
+  return scriptParts(`install or reconfigure the K3s ${s.role} on this host`, [
     `K3S_VERSION=${shq(s.version)}`,
     `INSTALLER_URL=${shq(s.installScriptUrl)}`,
     `INSTALLER_SHA256=${shq((s.installScriptSha256 ?? "").toLowerCase())}`,
-    `INSTALLER=${STATE_DIR}/k3s-install.sh`,
     `SKIP_DOWNLOAD=${s.skipDownload ? "true" : "false"}`,
     `READY_TIMEOUT=${Math.floor(s.readyTimeoutSeconds)}`,
-    `ROLE=${s.role}`,
     `NODE_NAME=${shq(s.nodeName)}`,
+  ], [
+    `INSTALLER=${STATE_DIR}/k3s-install.sh`,
+    `ROLE=${s.role}`,
     `SERVICE=${service}`,
     `STAGED=${STAGED_CONFIG}`,
     `CONFIG=${CONFIG_PATH}`,
@@ -173,7 +181,7 @@ export function renderInstallScript(s: InstallSettings): string {
     "# Recorded only once K3s is ready, so a failed run is retried in full next time.",
     "if [ \"${write_fingerprint:-0}\" = 1 ]; then printf '%s\\n' \"$fingerprint\" > \"$FINGERPRINT_FILE\"; fi",
     "",
-  ].join("\n");
+  ].join("\n"));
 }
 
 /**

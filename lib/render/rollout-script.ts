@@ -14,7 +14,7 @@
  * upgrade stops after `maxUnavailable` nodes instead of spreading; the next apply re-runs the
  * step, which finds its own label and carries on.
  */
-import { scriptHeader, shq, STATE_DIR, WAIT_FOR_FUNCTION } from "./shell";
+import { joinScript, ScriptParts, scriptParts, shq, STATE_DIR, WAIT_FOR_FUNCTION } from "./shell";
 
 /** The node label that marks a node as being restarted by a rollout. */
 export const ROLLING_LABEL = "cdktf-k3s-kilo/rolling";
@@ -36,12 +36,19 @@ const KUBECTL = "timeout 30 /usr/local/bin/k3s kubectl";
 
 /** Runs on the first server before the agent's install: slot, cordon, drain. */
 export function renderRolloutBeforeScript(s: RolloutSettings): string {
+  return joinScript(rolloutBeforeParts(s));
+}
+
+/** The before script split for sharing: node name and bounds are parameters. */
+export function rolloutBeforeParts(s: RolloutSettings): ScriptParts {
   const drain = Math.floor(s.drainTimeoutSeconds);
-  return [
-    scriptHeader("before restarting an agent: wait for a rollout slot, cordon and drain it"),
+  return scriptParts("before restarting an agent: wait for a rollout slot, cordon and drain it", [
     `NODE=${shq(s.nodeName)}`,
     `MAX_UNAVAILABLE=${Math.max(1, Math.floor(s.maxUnavailable))}`,
     `SLOT_TIMEOUT=${Math.floor(s.slotTimeoutSeconds)}`,
+    `DRAIN_TIMEOUT=${drain}`,
+    `DRAIN_BOUND=${drain + 30}`,
+  ], [
     `LABEL=${ROLLING_LABEL}`,
     `LOCK=${STATE_DIR}/rollout.lock`,
     "if [ ! -x /usr/local/bin/k3s ]; then",
@@ -74,20 +81,25 @@ export function renderRolloutBeforeScript(s: RolloutSettings): string {
     "log \"rollout: $NODE took a slot ($MAX_UNAVAILABLE at a time); cordoning and draining\"",
     `${KUBECTL} cordon "$NODE" >/dev/null`,
     "# Bounded: a PodDisruptionBudget that never allows an eviction must not hang the deploy.",
-    `if ! timeout ${drain + 30} /usr/local/bin/k3s kubectl drain "$NODE" --ignore-daemonsets --delete-emptydir-data --timeout=${drain}s; then`,
-    `  log "warning: $NODE did not drain within ${drain}s; restarting it anyway (K3s keeps running containers across a restart)"`,
+    "if ! timeout \"$DRAIN_BOUND\" /usr/local/bin/k3s kubectl drain \"$NODE\" --ignore-daemonsets --delete-emptydir-data --timeout=\"$DRAIN_TIMEOUT\"s; then",
+    "  log \"warning: $NODE did not drain within ${DRAIN_TIMEOUT}s; restarting it anyway (K3s keeps running containers across a restart)\"",
     "fi",
     "",
-  ].join("\n");
+  ].join("\n"));
 }
 
 /** Runs on the first server after the agent's install: Ready again, uncordon, slot back. */
 export function renderRolloutAfterScript(s: RolloutSettings): string {
-  return [
-    scriptHeader("after restarting an agent: wait until it is Ready, uncordon it, free its slot"),
-    WAIT_FOR_FUNCTION,
+  return joinScript(rolloutAfterParts(s));
+}
+
+/** The after script split for sharing: node name and readiness bound are parameters. */
+export function rolloutAfterParts(s: RolloutSettings): ScriptParts {
+  return scriptParts("after restarting an agent: wait until it is Ready, uncordon it, free its slot", [
     `NODE=${shq(s.nodeName)}`,
     `READY_TIMEOUT=${Math.floor(s.readyTimeoutSeconds)}`,
+  ], [
+    WAIT_FOR_FUNCTION,
     `LABEL=${ROLLING_LABEL}`,
     "if [ ! -x /usr/local/bin/k3s ]; then exit 0; fi",
     `if ! ${KUBECTL} get nodes -l "$LABEL" -o name 2>/dev/null | grep -qx "node/$NODE"; then`,
@@ -102,5 +114,5 @@ export function renderRolloutAfterScript(s: RolloutSettings): string {
     `${KUBECTL} label node "$NODE" "$LABEL-" >/dev/null`,
     "log \"rollout: $NODE is Ready and schedulable again; slot released\"",
     "",
-  ].join("\n");
+  ].join("\n"));
 }

@@ -27,22 +27,52 @@ export function shq(value: string | number | boolean): string {
  * password gets a message that says so instead of "a terminal is required".
  */
 export function scriptHeader(purpose: string): string {
-  return [
-    "#!/bin/sh",
-    `# cdktf-k3s-kilo: ${purpose}`,
-    "set -eu",
-    "if [ \"$(id -u)\" -ne 0 ]; then",
-    "  if ! sudo -n true 2>/dev/null; then",
-    "    echo \"cdktf-k3s-kilo: user $(id -un) on $(hostname) cannot use sudo without a password; grant it passwordless sudo (NOPASSWD) or connect as root\" >&2",
-    "    exit 1",
-    "  fi",
-    "  exec sudo -n /bin/sh \"$0\" \"$@\"",
-    "fi",
-    "umask 077",
-    "log() { printf 'cdktf-k3s-kilo [%s]: %s\\n' \"$(hostname)\" \"$*\"; }",
-    "fail() { printf 'cdktf-k3s-kilo [%s]: error: %s\\n' \"$(hostname)\" \"$*\" >&2; exit 1; }",
-    "",
-  ].join("\n");
+  return [scriptOpening(purpose), HEADER_REST].join("\n");
+}
+
+/** The first three lines of every script: shell, purpose, errexit/nounset. */
+function scriptOpening(purpose: string): string {
+  return ["#!/bin/sh", `# cdktf-k3s-kilo: ${purpose}`, "set -eu"].join("\n");
+}
+
+/** The rest of the header: root through `sudo -n`, umask, log and fail. */
+const HEADER_REST = [
+  "if [ \"$(id -u)\" -ne 0 ]; then",
+  "  if ! sudo -n true 2>/dev/null; then",
+  "    echo \"cdktf-k3s-kilo: user $(id -un) on $(hostname) cannot use sudo without a password; grant it passwordless sudo (NOPASSWD) or connect as root\" >&2",
+  "    exit 1",
+  "  fi",
+  "  exec sudo -n /bin/sh \"$0\" \"$@\"",
+  "fi",
+  "umask 077",
+  "log() { printf 'cdktf-k3s-kilo [%s]: %s\\n' \"$(hostname)\" \"$*\"; }",
+  "fail() { printf 'cdktf-k3s-kilo [%s]: error: %s\\n' \"$(hostname)\" \"$*\" >&2; exit 1; }",
+  "",
+].join("\n");
+
+/**
+ * A script that is the same on many nodes apart from a few parameters, in two parts: `node`, the
+ * opening lines and this node's parameter assignments, and `program`, everything else (the same
+ * text wherever the parameters are the only difference, so a stack can emit it once). The script
+ * that runs is `node + "\n" + program` (joinScript): remote-exec joins its `inline` lines with a
+ * newline into one file, and the sudo re-exec of `$0` re-runs that whole file, parameters included.
+ */
+export interface ScriptParts {
+  readonly node: string;
+  readonly program: string;
+}
+
+/** Split a script: opening and `params` (assignments only) per node; header rest and `body` shared. */
+export function scriptParts(purpose: string, params: string[], body: string): ScriptParts {
+  return {
+    node: [scriptOpening(purpose), ...params].join("\n"),
+    program: [HEADER_REST, body].join("\n"),
+  };
+}
+
+/** The whole script as it runs on the host. */
+export function joinScript(parts: ScriptParts): string {
+  return `${parts.node}\n${parts.program}`;
 }
 
 /**
@@ -66,11 +96,15 @@ export const WAIT_FOR_FUNCTION = [
 
 /** The script that prepares the staging directory a secret-bearing file is uploaded into. */
 export function renderStagingScript(): string {
-  return [
-    scriptHeader("prepare a private directory for uploading the K3s configuration"),
+  return joinScript(stagingScriptParts());
+}
+
+/** The staging script has no parameters: its program is the same on every node. */
+export function stagingScriptParts(): ScriptParts {
+  return scriptParts("prepare a private directory for uploading the K3s configuration", [], [
     `install -d -m 0755 -o root ${STATE_DIR}`,
     "# Owned by the login user (the upload runs as that user), readable by nobody else.",
     `install -d -m 0700 -o "\${SUDO_UID:-0}" ${STAGING_DIR}`,
     "",
-  ].join("\n");
+  ].join("\n"));
 }
