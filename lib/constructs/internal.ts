@@ -93,15 +93,16 @@ export function sharedScriptInline(scope: Construct, parts: { node: string; prog
   const stack = TerraformStack.of(scope);
   let programs = sharedPrograms.get(stack);
   if (!programs) sharedPrograms.set(stack, programs = new Map());
-  let local = programs.get(parts.program);
-  if (!local) {
+  let ref = programs.get(parts.program);
+  if (ref === undefined) {
     const id = `k3s-script-${createHash("sha256").update(parts.program).digest("hex").slice(0, 12)}`;
-    local = new TerraformLocal(stack, id, terraformLiteral(parts.program));
-    programs.set(parts.program, local);
+    ref = new TerraformLocal(stack, id, terraformLiteral(parts.program)).asString;
+    programs.set(parts.program, ref);
   }
-  return [terraformLiteral(parts.node), local.asString];
+  return [terraformLiteral(parts.node), ref];
 }
-const sharedPrograms = new WeakMap<TerraformStack, Map<string, TerraformLocal>>();
+/** Per stack: program text -> the reference to its local (one token, reused by every node). */
+const sharedPrograms = new WeakMap<TerraformStack, Map<string, string>>();
 
 export function terraformLiteral(text: string): string {
   return text

@@ -9,8 +9,12 @@ import { Host } from "./host";
 /** Terraform's connection default is 5m; two minutes is plenty for a host that is up. */
 export const DEFAULT_SSH_TIMEOUT = "2m";
 
+/** One token per key path: the same text in every connection, and no new token per node at synth. */
+const keyFiles = new Map<string, string>();
 function keyFile(path: string): string {
-  return Fn.file(Fn.pathexpand(path));
+  let token = keyFiles.get(path);
+  if (token === undefined) keyFiles.set(path, token = Fn.file(Fn.pathexpand(path)));
+  return token;
 }
 
 /** Whether the SSH agent is used (explicitly, or because no key was given). */

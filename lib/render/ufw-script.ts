@@ -208,16 +208,17 @@ export function renderRuleData(set: NodeRuleSet, shared: string[] = []): string 
   const sources: string[][] = [];
   const sourceIndex = new Map<string, number>();
   const entries: string[] = [];
-  const templateOf = (w: string[]) => {
+  // A rule's words with its source left out: rules with the same template differ only in source.
+  const templates = words.map((w) => {
     const f = w.indexOf("from") + 1;
     return JSON.stringify([...w.slice(0, f), null, ...w.slice(f + 1)]);
-  };
+  });
   for (let i = 0; i < words.length;) {
     const w = words[i];
     const f = w.indexOf("from") + 1;
-    const key = templateOf(w);
+    const key = templates[i];
     let j = i + 1;
-    while (j < words.length && templateOf(words[j]) === key) j++;
+    while (j < words.length && templates[j] === key) j++;
     if (j - i === 1) {
       entries.push(`[${w.map(jsonWord).join(",")}]`);
     } else {
