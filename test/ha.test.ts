@@ -238,6 +238,11 @@ describe("HA validation (bad input)", () => {
       new K3sServer(stack, "server-0", { host: { address: "203.0.113.10", ssh }, rollout: { maxUnavailablePercent: 150 } });
       return stack;
     }, /rollout\.maxUnavailablePercent: 150 must be a percentage above 0 and at most 100/],
+    ["slotTimeoutSeconds below a minute", () => {
+      const { stack } = newStack();
+      new K3sServer(stack, "server-0", { host: { address: "203.0.113.10", ssh }, rollout: { slotTimeoutSeconds: 5 } });
+      return stack;
+    }, /K3sServer "cluster\/server-0": rollout\.slotTimeoutSeconds: 5 must be a whole number of seconds between 60 and 604800/],
     ["join given something that is not a K3sServer", () => {
       const { stack } = newStack();
       new K3sServer(stack, "server-1", { join: {} as any, host: { address: "203.0.113.11", ssh } });
@@ -316,6 +321,20 @@ describe("rolling agents", () => {
     expect(build({ maxUnavailable: 3 }, 6)).toBe("3");
     expect(build({ maxUnavailablePercent: 25 }, 10)).toBe("2");
     expect(build({ maxUnavailablePercent: 5 }, 10)).toBe("1");
+  });
+
+  test("the slot wait is bounded by every agent's turn, or by rollout.slotTimeoutSeconds", () => {
+    const slotTimeout = (rollout: any, agents: number) => {
+      const { stack } = newStack();
+      const server = new K3sServer(stack, "server", { host: { address: "203.0.113.10", ssh }, rollout });
+      for (let i = 0; i < agents; i++) new K3sAgent(stack, `agent-${i}`, { server, host: { address: `198.51.100.${20 + i}`, ssh } });
+      const install = resourceOf(synth(stack), "terraform_data", "agent-0_install");
+      return Number(/SLOT_TIMEOUT=(\d+)/.exec(provisioners(install)[0].inline[0])![1]);
+    };
+    // Default: 10 agents one at a time, each within drain 120 + ready 300 + 120 s.
+    expect(slotTimeout({}, 10)).toBe(10 * 540);
+    expect(slotTimeout({ maxUnavailable: 5 }, 10)).toBe(2 * 540);
+    expect(slotTimeout({ slotTimeoutSeconds: 900 }, 10)).toBe(900);
   });
 
   test("a change to one agent replaces only that agent's install", () => {

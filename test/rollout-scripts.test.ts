@@ -121,7 +121,7 @@ describe("rollout scripts", () => {
     const started = Date.now();
     const r = spawnSync("sh", [join(dir, "before.sh")], { env: { ...process.env, FAKE_STATE: dir }, encoding: "utf8", timeout: 60_000 });
     expect(r.status).toBe(1);
-    expect(r.stderr).toMatch(/no rollout slot for next within 4s: 1 node\(s\) labelled cdktf-k3s-kilo\/rolling are still restarting/);
+    expect(r.stderr).toMatch(/no rollout slot for next within 4s: 1 node\(s\) labelled cdktf-k3s-kilo\/rolling are still restarting: stuck .*raise rollout\.slotTimeoutSeconds/);
     expect(Date.now() - started).toBeLessThan(20_000);
     expect(events().filter(([, what]) => what === "cordon")).toEqual([]);
   });

@@ -70,7 +70,7 @@ export function quorum(n: number): number {
  * The checks of an HA control plane, for one server: what it joins, how many servers the cluster
  * keeps, datastore and decommissioning. Warnings (even number of etcd servers) are attached here.
  */
-export function haErrors(server: K3sServer, props: { join?: unknown; datastoreEndpoint?: string; apiAddress?: string; clusterCidr?: string; serviceCidr?: string; clusterName?: string; secretsEncryption?: boolean; rollout?: { maxUnavailable?: number; maxUnavailablePercent?: number }; drainTimeoutSeconds?: number }): string[] {
+export function haErrors(server: K3sServer, props: { join?: unknown; datastoreEndpoint?: string; apiAddress?: string; clusterCidr?: string; serviceCidr?: string; clusterName?: string; secretsEncryption?: boolean; rollout?: { maxUnavailable?: number; maxUnavailablePercent?: number; slotTimeoutSeconds?: number }; drainTimeoutSeconds?: number }): string[] {
   const where = `K3sServer "${server.node.path}"`;
   const errors: string[] = [];
   const err = (field: string, msg: string) => errors.push(`${where}: ${field}: ${msg}`);
@@ -105,6 +105,9 @@ export function haErrors(server: K3sServer, props: { join?: unknown; datastoreEn
     const o = props.rollout ?? {};
     if (o.maxUnavailable !== undefined && (!Number.isInteger(o.maxUnavailable) || o.maxUnavailable < 1)) err("rollout.maxUnavailable", `${o.maxUnavailable} must be a whole number of agents, at least 1`);
     if (o.maxUnavailablePercent !== undefined && (!Number.isFinite(o.maxUnavailablePercent) || o.maxUnavailablePercent <= 0 || o.maxUnavailablePercent > 100)) err("rollout.maxUnavailablePercent", `${o.maxUnavailablePercent} must be a percentage above 0 and at most 100`);
+    if (o.slotTimeoutSeconds !== undefined && (!Number.isInteger(o.slotTimeoutSeconds) || o.slotTimeoutSeconds < 60 || o.slotTimeoutSeconds > 7 * 86400)) {
+      err("rollout.slotTimeoutSeconds", `${o.slotTimeoutSeconds} must be a whole number of seconds between 60 and 604800 (7 days)`);
+    }
     if (o.maxUnavailable !== undefined && o.maxUnavailablePercent !== undefined) err("rollout", "give maxUnavailable or maxUnavailablePercent, not both");
     const servers = server.clusterServers;
     const live = servers.filter((sv) => !sv.decommissioned);

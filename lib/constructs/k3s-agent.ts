@@ -81,8 +81,8 @@ export class K3sAgent extends K3sNode {
       maxUnavailable: server.maxUnavailable,
       drainTimeoutSeconds: drainTimeout,
       readyTimeoutSeconds: readyTimeout,
-      // Every agent of the cluster may be ahead in the queue, each within its own bounds.
-      slotTimeoutSeconds: Math.ceil(Math.max(1, server.clusterNodes.filter((n) => n.role === NodeRole.AGENT).length) / server.maxUnavailable) * (drainTimeout + readyTimeout + 120),
+      // By default every agent of the cluster may be ahead in the queue, each within its own bounds.
+      slotTimeoutSeconds: server._slotTimeoutSeconds ?? Math.ceil(Math.max(1, server.clusterNodes.filter((n) => n.role === NodeRole.AGENT).length) / server.maxUnavailable) * (drainTimeout + readyTimeout + 120),
     });
     // The programs are shared by every agent of the stack (their text has no parameter in it);
     // only the parameters wait for the whole cluster (the slot bound counts its agents).

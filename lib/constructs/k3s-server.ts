@@ -147,6 +147,14 @@ export interface RolloutOptions {
    * @default - maxUnavailable applies
    */
   readonly maxUnavailablePercent?: number;
+  /**
+   * How long an agent's deploy waits for a free slot before it fails, naming the nodes that still
+   * hold one. The default lets every other agent go first, each within its own drain and readiness
+   * bounds, which is hours for a large cluster; set a shorter bound to hear about a stuck rollout
+   * sooner (a failed wait changes nothing on the agent: the next deploy retries it).
+   * @default - (agents / maxUnavailable, rounded up) × (drain timeout + ready timeout + 120) seconds
+   */
+  readonly slotTimeoutSeconds?: number;
 }
 
 /**
@@ -383,6 +391,14 @@ export class K3sServer extends K3sNode {
       return Math.max(1, Math.floor((agents * o.maxUnavailablePercent) / 100));
     }
     return Math.max(1, Math.floor(o.maxUnavailable ?? 1));
+  }
+
+  /**
+   * @internal The bound an agent waits for a rollout slot (RolloutOptions of the first server),
+   * or undefined for the default computed from the agent's own bounds.
+   */
+  public get _slotTimeoutSeconds(): number | undefined {
+    return this.clusterRoot.rolloutOptions.slotTimeoutSeconds;
   }
 
   /**
