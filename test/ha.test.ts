@@ -323,6 +323,28 @@ describe("rolling agents", () => {
     expect(build({ maxUnavailablePercent: 5 }, 10)).toBe("1");
   });
 
+  test("the drain is keyed to what restarts K3s: a script-only change keeps the rollout inputs, a version or config change does not", () => {
+    const agentStep = (agentProps: any) => {
+      const { stack } = newStack();
+      const server = new K3sServer(stack, "server", { host: { address: "203.0.113.10", ssh } });
+      new K3sAgent(stack, "agent-0", { server, host: { address: "198.51.100.20", ssh }, ...agentProps });
+      const install = resourceOf(synth(stack), "terraform_data", "agent-0_install");
+      const inputs = /INPUTS=('[^\n]*')/.exec(provisioners(install)[0].inline[0])![1];
+      expect(/INPUTS=('[^\n]*')/.exec(provisioners(install).slice(-1)[0].inline[0])![1]).toBe(inputs);
+      return { inputs, trigger: JSON.stringify(install.triggers_replace) };
+    };
+    const base = agentStep({});
+    // The install script's text changes (another program), what K3s runs does not.
+    const scriptOnly = agentStep({ install: { installWireguardTools: false } });
+    expect(scriptOnly.trigger).not.toBe(base.trigger);
+    expect(scriptOnly.inputs).toBe(base.inputs);
+    expect(agentStep({ version: "v1.33.1+k3s1" }).inputs).not.toBe(base.inputs);
+    expect(agentStep({ labels: { tier: "x" } }).inputs).not.toBe(base.inputs);
+    // A digest, and of the token's secret only through Terraform's sha256.
+    expect(base.inputs).toMatch(/[0-9a-f]{64}-\$\{sha256\(join\("\\n", \[random_password\.server_agent-token_[A-Z0-9]+\.result\]\)\)\}/);
+    expect(base.inputs.match(/random_password/g)).toHaveLength(1);
+  });
+
   test("the slot wait is bounded by every agent's turn, or by rollout.slotTimeoutSeconds", () => {
     const slotTimeout = (rollout: any, agents: number) => {
       const { stack } = newStack();

@@ -7,7 +7,7 @@
  * refusal to skip a minor release.
  */
 import { execFileSync, spawnSync } from "child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, chmodSync, mkdirSync } from "fs";
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync, chmodSync, mkdirSync } from "fs";
 import { tmpdir } from "os";
 import { join } from "path";
 import { renderRolloutAfterScript, renderRolloutBeforeScript, RolloutSettings } from "../lib/render/rollout-script";
@@ -15,8 +15,8 @@ import { renderInstallScript, versionStepCheck } from "../lib/render/install-scr
 import { STATE_DIR } from "../lib/render/shell";
 import { shellcheck } from "./util/shellcheck";
 
-const settings = (nodeName: string, maxUnavailable: number): RolloutSettings => ({
-  nodeName, maxUnavailable, drainTimeoutSeconds: 30, slotTimeoutSeconds: 120, readyTimeoutSeconds: 30,
+const settings = (nodeName: string, maxUnavailable: number, inputs = "d1"): RolloutSettings => ({
+  nodeName, maxUnavailable, drainTimeoutSeconds: 30, slotTimeoutSeconds: 120, readyTimeoutSeconds: 30, inputs,
 });
 
 /** A recording `k3s kubectl`: nodes are directories, a label or cordon is a file, every call a log line. */
@@ -111,6 +111,51 @@ describe("rollout scripts", () => {
     expect(out).toContain("a first install, nothing to drain");
     execFileSync("sh", [join(dir, "after.sh")], { env, encoding: "utf8" });
     expect(events()).toEqual([]);
+  });
+
+  test("a step whose restart inputs are those of the last successful step drains nothing; new inputs drain again", () => {
+    addNodes(["a0"]);
+    const env = { ...process.env, FAKE_STATE: dir };
+    const step = (inputs: string) => {
+      writeFileSync(join(dir, "before.sh"), localize(renderRolloutBeforeScript(settings("a0", 1, inputs))));
+      writeFileSync(join(dir, "after.sh"), localize(renderRolloutAfterScript(settings("a0", 1, inputs))));
+      rmSync(join(dir, "events.log"), { force: true });
+      const out = execFileSync("sh", [join(dir, "before.sh")], { env, encoding: "utf8" });
+      execFileSync("sh", [join(dir, "after.sh")], { env, encoding: "utf8" });
+      return { out, what: events().map(([, what]) => what) };
+    };
+    // No record yet (the node predates it): drained once, then the inputs are recorded.
+    expect(step("d1").what).toEqual(["take", "cordon", "drain", "uncordon", "release"]);
+    const records = readdirSync(join(dir, "state", "rollout"));
+    expect(records).toHaveLength(1);
+    expect(records[0]).toMatch(/^[0-9a-f]{32}$/);
+    expect(statSync(join(dir, "state", "rollout", records[0])).mode & 0o777).toBe(0o600);
+    // Same inputs (only a script's wording changed): nothing on the cluster.
+    const same = step("d1");
+    expect(same.what).toEqual([]);
+    expect(same.out).toContain("no restart, so no drain");
+    // A new version or config: drained again, and the new inputs recorded.
+    expect(step("d2").what).toEqual(["take", "cordon", "drain", "uncordon", "release"]);
+    expect(step("d2").what).toEqual([]);
+    // A name that is not a plain file name stays inside the record directory.
+    addNodes(["x"]);
+    writeFileSync(join(dir, "after.sh"), localize(renderRolloutAfterScript(settings("../../x", 1))));
+    execFileSync("sh", [join(dir, "after.sh")], { env, encoding: "utf8" });
+    expect(readdirSync(join(dir, "state", "rollout"))).toHaveLength(2);
+  });
+
+  test("a failed restart is not recorded: the next step with the same inputs carries on with its slot", () => {
+    addNodes(["a0"]);
+    const env = { ...process.env, FAKE_STATE: dir };
+    writeFileSync(join(dir, "before.sh"), localize(renderRolloutBeforeScript(settings("a0", 1, "d2"))));
+    writeFileSync(join(dir, "after.sh"), localize(renderRolloutAfterScript(settings("a0", 1, "d2"))));
+    execFileSync("sh", [join(dir, "before.sh")], { env, encoding: "utf8" });
+    // The install failed here: the after step never ran, so nothing was recorded and the slot is held.
+    expect(() => readdirSync(join(dir, "state", "rollout"))).toThrow();
+    rmSync(join(dir, "events.log"), { force: true });
+    execFileSync("sh", [join(dir, "before.sh")], { env, encoding: "utf8" });
+    execFileSync("sh", [join(dir, "after.sh")], { env, encoding: "utf8" });
+    expect(events().map(([, what]) => what)).toEqual(["cordon", "drain", "uncordon", "release"]);
   });
 
   test("a node that failed its restart keeps its slot: the next one waits, then gives up within its bound", () => {

@@ -16,18 +16,21 @@ const install: InstallSettings = {
   role: "agent", nodeName: "node-1", version: "v1.33.4+k3s1", installScriptUrl: "https://get.k3s.io",
   skipDownload: false, installWireguardTools: true, readyTimeoutSeconds: 300,
 };
-const rollout: RolloutSettings = { nodeName: "node-1", maxUnavailable: 1, drainTimeoutSeconds: 120, slotTimeoutSeconds: 900, readyTimeoutSeconds: 300 };
+const rollout: RolloutSettings = { nodeName: "node-1", maxUnavailable: 1, drainTimeoutSeconds: 120, slotTimeoutSeconds: 900, readyTimeoutSeconds: 300, inputs: "d1" };
+/** Every install parameter changed at once. */
+const otherInstall: Partial<InstallSettings> = {
+  nodeName: "it's-$(reboot)", version: "v1.32.8+k3s1", installScriptUrl: "file:///opt/k3s/install.sh",
+  installScriptSha256: "a".repeat(64), skipDownload: true, readyTimeoutSeconds: 60,
+};
 
 // Each script for two nodes that differ in every parameter the script has.
 const pairs: Array<[string, ScriptParts, ScriptParts]> = [
-  ["agent install", installScriptParts(install), installScriptParts({
-    ...install, nodeName: "it's-$(reboot)", version: "v1.32.8+k3s1", installScriptUrl: "file:///opt/k3s/install.sh",
-    installScriptSha256: "a".repeat(64), skipDownload: true, readyTimeoutSeconds: 60,
-  })],
-  ["server install", installScriptParts({ ...install, role: "server" }), installScriptParts({ ...install, role: "server", nodeName: "other" })],
+  ["agent install", installScriptParts(install), installScriptParts({ ...install, ...otherInstall })],
+  ["server install", installScriptParts({ ...install, role: "server" }), installScriptParts({ ...install, ...otherInstall, role: "server" })],
+  ["agent install without wireguard-tools", installScriptParts({ ...install, installWireguardTools: false }), installScriptParts({ ...install, ...otherInstall, installWireguardTools: false })],
   ["staging", stagingScriptParts(), stagingScriptParts()],
-  ["rollout before", rolloutBeforeParts(rollout), rolloutBeforeParts({ nodeName: "x'y", maxUnavailable: 3, drainTimeoutSeconds: 5, slotTimeoutSeconds: 7, readyTimeoutSeconds: 9 })],
-  ["rollout after", rolloutAfterParts(rollout), rolloutAfterParts({ ...rollout, nodeName: "other", readyTimeoutSeconds: 11 })],
+  ["rollout before", rolloutBeforeParts(rollout), rolloutBeforeParts({ nodeName: "x'y", maxUnavailable: 3, drainTimeoutSeconds: 5, slotTimeoutSeconds: 7, readyTimeoutSeconds: 9, inputs: "d2" })],
+  ["rollout after", rolloutAfterParts(rollout), rolloutAfterParts({ ...rollout, nodeName: "other", readyTimeoutSeconds: 11, inputs: "d2" })],
 ];
 
 describe.each(pairs)("the %s script, split", (_name, a, b) => {
@@ -40,6 +43,16 @@ describe.each(pairs)("the %s script, split", (_name, a, b) => {
       const lines = p.node.split("\n");
       expect(lines.slice(0, 3)).toEqual(["#!/bin/sh", expect.stringMatching(/^# cdktf-k3s-kilo: /), "set -eu"]);
       for (const l of lines.slice(3)) expect(l).toMatch(/^[A-Z_0-9]+=('([^']|'\\'')*'|\d+|true|false)$/);
+    }
+  });
+
+  test("assigns every upper-case variable the program reads (shellcheck does not flag unassigned ones)", () => {
+    // Set by sudo or the system, not by us.
+    const environment = new Set(["SUDO_UID", "HOME", "PATH"]);
+    const used = new Set([...a.program.matchAll(/\$\{?([A-Z][A-Z0-9_]*)/g)].map((m) => m[1]));
+    for (const p of [a, b]) {
+      const assigned = new Set([...`${p.node}\n${p.program}`.matchAll(/^\s*([A-Z][A-Z0-9_]*)=/gm)].map((m) => m[1]));
+      expect([...used].filter((v) => !assigned.has(v) && !environment.has(v))).toEqual([]);
     }
   });
 
@@ -84,4 +97,15 @@ test("a stack emits each program once and every node step refers to it", () => {
   expect([...used.keys()].sort()).toEqual(programs.sort());
   // Four agents share the agent programs; the staging program is on all five nodes.
   expect([...used.values()].sort()).toEqual([1, 4, 4, 4, 5]);
+});
+
+test("the servers of an HA cluster share one install program", () => {
+  const { stack } = newStack();
+  const first = new K3sServer(stack, "server-0", { host: { address: "203.0.113.10", ssh } });
+  for (let i = 1; i < 3; i++) new K3sServer(stack, `server-${i}`, { join: first, host: { address: `203.0.113.${10 + i}`, ssh } });
+  const out = synth(stack) as any;
+  const installRefs = new Set(Object.entries(out.resource.terraform_data as Record<string, any>)
+    .filter(([name]) => /^server-\d_install_/.test(name))
+    .map(([, r]) => r.provisioner.filter((p: any) => p["remote-exec"]).slice(-1)[0]["remote-exec"].inline[1]));
+  expect(installRefs.size).toBe(1);
 });

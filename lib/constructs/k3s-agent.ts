@@ -76,8 +76,11 @@ export class K3sAgent extends K3sNode {
     // Rolling restarts, coordinated on the cluster's first server (see render/rollout-script.ts).
     const root = server.clusterRoot;
     const readyTimeout = props.install?.readyTimeoutSeconds ?? 300;
+    const installSettings = this._installSettings(props);
+    const inputs = this._restartInputs(installSettings, fingerprintConfig);
     const rollout = () => ({
       nodeName: this.nodeName,
+      inputs,
       maxUnavailable: server.maxUnavailable,
       drainTimeoutSeconds: drainTimeout,
       readyTimeoutSeconds: readyTimeout,
@@ -87,10 +90,10 @@ export class K3sAgent extends K3sNode {
     // The programs are shared by every agent of the stack (their text has no parameter in it);
     // only the parameters wait for the whole cluster (the slot bound counts its agents).
     const lazyScript = (parts: typeof rolloutBeforeParts) => {
-      const [, program] = sharedScriptInline(this, parts({ nodeName: "", maxUnavailable: 1, drainTimeoutSeconds: 0, slotTimeoutSeconds: 0, readyTimeoutSeconds: 0 }));
+      const [, program] = sharedScriptInline(this, parts({ nodeName: "", maxUnavailable: 1, drainTimeoutSeconds: 0, slotTimeoutSeconds: 0, readyTimeoutSeconds: 0, inputs: "" }));
       return [Lazy.stringValue({ produce: () => terraformLiteral(parts(rollout()).node) }), program];
     };
-    this._wireInstall(config, this._installSettings(props),
+    this._wireInstall(config, installSettings,
       // The server's connection, so the destroy-time drain can run there from state alone.
       connectionDescription(server.host, "server_"),
       [

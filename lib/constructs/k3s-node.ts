@@ -186,6 +186,17 @@ export abstract class K3sNode extends Construct {
   }
 
   /**
+   * A digest of what decides whether K3s restarts on the host: the inputs of the install script's
+   * fingerprint on the host (version, installer, role, config), without the script's own text.
+   * @internal
+   */
+  protected _restartInputs(settings: InstallSettings, fingerprintConfig: K3sConfig): string {
+    const d = fingerprint([settings.version, settings.installScriptUrl, settings.installScriptSha256 ?? "",
+      String(settings.skipDownload), settings.role, renderK3sConfig(fingerprintConfig)].join("\n"));
+    return d.values !== undefined ? `${d.text}-${d.values}` : d.text;
+  }
+
+  /**
    * Create the membership record and the install step.
    * @param membershipInput key-free data the destroy-time provisioners read from `self.input`
    * @param destroyProvisioners raw destroy-time provisioners for the membership record

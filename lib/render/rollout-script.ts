@@ -9,6 +9,12 @@
  * - after: when the node carries the label, wait (bounded) for it to be Ready again, uncordon it
  *   and give the slot back.
  *
+ * A restart is needed only when what K3s runs changes. `inputs` is a digest of exactly that (the
+ * agent's version, installer and config); after a successful step it is recorded on the server, and
+ * a later step with the same inputs (a new release of this library that only rewords a script, say)
+ * skips the slot and the drain: the install on the agent then finds its fingerprint unchanged and
+ * does not restart K3s either.
+ *
  * On a first install the Node does not exist yet, so both are a lookup and nothing else: a fresh
  * deploy stays parallel. A failed restart keeps its slot (its node is unavailable), so a broken
  * upgrade stops after `maxUnavailable` nodes instead of spreading; the next apply re-runs the
@@ -30,7 +36,21 @@ export interface RolloutSettings {
   readonly slotTimeoutSeconds: number;
   /** Bound for the node to be Ready again after its restart. */
   readonly readyTimeoutSeconds: number;
+  /**
+   * Digest of what decides whether the agent's K3s restarts (version, installer, config): the same
+   * digest as last time means no restart, so no drain. Hex and `-` only (may hold a Terraform token).
+   */
+  readonly inputs: string;
 }
+
+/**
+ * Where the first server records each agent's last inputs: a file named by a hash of the node
+ * name, so any name (a Terraform value included) stays inside the directory.
+ */
+const RECORD_LINES = [
+  `RECORD_DIR=${STATE_DIR}/rollout`,
+  "record=\"$RECORD_DIR/$(printf '%s' \"$NODE\" | sha256sum | cut -c1-32)\"",
+];
 
 const KUBECTL = "timeout 30 /usr/local/bin/k3s kubectl";
 
@@ -48,15 +68,22 @@ export function rolloutBeforeParts(s: RolloutSettings): ScriptParts {
     `SLOT_TIMEOUT=${Math.floor(s.slotTimeoutSeconds)}`,
     `DRAIN_TIMEOUT=${drain}`,
     `DRAIN_BOUND=${drain + 30}`,
+    `INPUTS=${shq(s.inputs)}`,
   ], [
     `LABEL=${ROLLING_LABEL}`,
     `LOCK=${STATE_DIR}/rollout.lock`,
+    ...RECORD_LINES,
     "if [ ! -x /usr/local/bin/k3s ]; then",
     "  log \"K3s is not on this server; nothing to coordinate\"",
     "  exit 0",
     "fi",
     `if ! ${KUBECTL} get node "$NODE" >/dev/null 2>&1; then`,
     "  log \"node $NODE is not in the cluster yet: a first install, nothing to drain\"",
+    "  exit 0",
+    "fi",
+    "# Nothing that restarts K3s changed since the last successful step: no slot, no drain.",
+    "if [ -f \"$record\" ] && [ \"$(cat \"$record\")\" = \"$INPUTS\" ]; then",
+    "  log \"$NODE runs the same K3s version, installer and config as after its last deploy: no restart, so no drain\"",
     "  exit 0",
     "fi",
     `install -d -m 0755 ${STATE_DIR}`,
@@ -99,12 +126,21 @@ export function rolloutAfterParts(s: RolloutSettings): ScriptParts {
   return scriptParts("after restarting an agent: wait until it is Ready, uncordon it, free its slot", [
     `NODE=${shq(s.nodeName)}`,
     `READY_TIMEOUT=${Math.floor(s.readyTimeoutSeconds)}`,
+    `INPUTS=${shq(s.inputs)}`,
   ], [
     WAIT_FOR_FUNCTION,
     `LABEL=${ROLLING_LABEL}`,
+    ...RECORD_LINES,
+    "# Recorded only once the agent's step succeeded: the next step with these inputs skips the drain.",
+    "record_inputs() {",
+    "  install -d -m 0700 \"$RECORD_DIR\"",
+    "  printf '%s\\n' \"$INPUTS\" > \"$record.tmp\"",
+    "  mv -f \"$record.tmp\" \"$record\"",
+    "}",
     "if [ ! -x /usr/local/bin/k3s ]; then exit 0; fi",
     `if ! ${KUBECTL} get nodes -l "$LABEL" -o name 2>/dev/null | grep -qx "node/$NODE"; then`,
     "  log \"$NODE was not cordoned by a rollout; nothing to do\"",
+    "  record_inputs",
     "  exit 0",
     "fi",
     "node_ready() {",
@@ -114,6 +150,7 @@ export function rolloutAfterParts(s: RolloutSettings): ScriptParts {
     `${KUBECTL} uncordon "$NODE" >/dev/null`,
     `${KUBECTL} label node "$NODE" "$LABEL-" >/dev/null`,
     "log \"rollout: $NODE is Ready and schedulable again; slot released\"",
+    "record_inputs",
     "",
   ].join("\n"));
 }

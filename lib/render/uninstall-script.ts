@@ -89,6 +89,8 @@ export function renderUninstallScript(role: "server" | "agent"): string {
     "rm -rf /var/lib/kilo",
     "rm -f /etc/cni/net.d/10-kilo.conflist",
     `rm -f ${STATE_DIR}/${serviceName(role)}.sha256`,
+    // A server keeps the rollout lock and the agents' last rollout inputs (render/rollout-script.ts).
+    ...(role === "server" ? [`rm -rf ${STATE_DIR}/rollout ${STATE_DIR}/rollout.lock`] : []),
     `log "K3s ${role} and Kilo removed from this host"`,
     "",
   ].join("\n");

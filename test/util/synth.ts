@@ -15,14 +15,14 @@ export interface Synthesized {
 
 export function synth(stack: TerraformStack): Synthesized {
   const out = JSON.parse(Testing.synth(stack));
-  for (const [name, value] of Object.entries(out.locals ?? {})) {
-    if (name.startsWith("k3s-script-")) sharedScripts.set(name, value as string);
+  // Each resource remembers its own stack's locals, so a shared program resolves only from there.
+  for (const byName of Object.values(out.resource ?? {}) as Array<Record<string, any>>) {
+    for (const r of Object.values(byName)) Object.defineProperty(r, LOCALS, { value: out.locals ?? {}, enumerable: false });
   }
   return out;
 }
 
-/** The node scripts' shared programs seen so far, by local name (the name is a digest of the text). */
-const sharedScripts = new Map<string, string>();
+const LOCALS = Symbol("locals of the resource's stack");
 
 /** The one resource of `type` whose logical id starts with the construct path prefix (a_b_...). */
 export function resourceOf(out: Synthesized, type: string, prefix: string): any {
@@ -46,7 +46,7 @@ export function validationErrors(stack: TerraformStack): string[] {
 export function provisioners(resource: any): Array<Record<string, any>> {
   return (resource.provisioner ?? []).map((p: Record<string, any>) => {
     const [type, body] = Object.entries(p)[0] as [string, Record<string, any>];
-    return { type, ...body, ...joinSharedScript(body.inline) };
+    return { type, ...body, ...joinSharedScript(body.inline, resource[LOCALS]) };
   });
 }
 
@@ -54,15 +54,15 @@ export function provisioners(resource: any): Array<Record<string, any>> {
  * A node script emitted as [node part, reference to a shared program] is given back as the one
  * script remote-exec runs: its inline lines joined with newlines, the program's text in place.
  */
-function joinSharedScript(inline: unknown): { inline?: string[] } {
+function joinSharedScript(inline: unknown, locals: Record<string, string> | undefined): { inline?: string[] } {
   if (!Array.isArray(inline)) return {};
   const refs = inline.map((l) => typeof l === "string" ? /^\$\{local\.(k3s-script-[0-9a-f]+)\}$/.exec(l)?.[1] : undefined);
   if (!refs.some((r) => r !== undefined)) return {};
   return {
     inline: [inline.map((l, i) => {
       if (refs[i] === undefined) return l;
-      const text = sharedScripts.get(refs[i]!);
-      if (text === undefined) throw new Error(`no shared script ${refs[i]} in any synthesized stack`);
+      const text = locals?.[refs[i]!];
+      if (text === undefined) throw new Error(`no shared script ${refs[i]} in the resource's own stack (synthesize it with synth())`);
       return text;
     }).join("\n")],
   };
