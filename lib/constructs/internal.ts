@@ -79,11 +79,6 @@ export function setRawProvisioners(resource: TerraformResource, provisioners: Ar
 const TOKEN_MARKER = /\$\{TfToken\[[A-Z]+\.\d+\]\}/g;
 
 /**
- * Make rendered text safe as a Terraform string: `${` and `%{` in shell scripts would otherwise
- * be read as Terraform interpolation and template directives. cdktf's own token markers, which
- * must become interpolations, are left alone.
- */
-/**
  * The `inline` lines of a remote-exec that runs `parts`: this node's opening and parameters as a
  * literal, then the program as a reference to one local per stack and program text, so a program
  * the same on 200 nodes is in the configuration once. Terraform joins `inline` with newlines, so
@@ -101,9 +96,15 @@ export function sharedScriptInline(scope: Construct, parts: { node: string; prog
   }
   return [terraformLiteral(parts.node), ref];
 }
+
 /** Per stack: program text -> the reference to its local (one token, reused by every node). */
 const sharedPrograms = new WeakMap<TerraformStack, Map<string, string>>();
 
+/**
+ * Make rendered text safe as a Terraform string: `${` and `%{` in shell scripts would otherwise
+ * be read as Terraform interpolation and template directives. cdktf's own token markers, which
+ * must become interpolations, are left alone.
+ */
 export function terraformLiteral(text: string): string {
   return text
     .replace(/\$\{(?!TfToken\[)/g, () => "$${")
