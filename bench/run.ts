@@ -215,7 +215,7 @@ async function main(): Promise<void> {
     const why = HOSTS ? harnessUnavailable() : "--no-hosts";
     if (!why) {
       process.stderr.write("bench: SSH sessions on real hosts (6 nodes)…\n");
-      try { measured = await measureSsh(6, true); } catch (e) { measuredNote = `real-host run failed: ${(e as Error).message.split("\n")[0]}`; }
+      try { measured = await measureSsh(6, false); } catch (e) { measuredNote = `real-host run failed: ${(e as Error).message.split("\n")[0]}`; }
     } else measuredNote = `real-host run skipped: ${why}`;
 
     let converge: ConvergeTimes[] | undefined;

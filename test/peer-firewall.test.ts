@@ -181,6 +181,42 @@ describe("PeerFirewall", () => {
     expect(warnings.join("\n")).toMatch(/PeerFirewall "cluster\/firewall": no adminCidrs, so SSH \(22\/tcp, rate-limited\) stays open to the whole Internet/);
   });
 
+  describe("rate-limited SSH to the first server and the agents' rollout sessions", () => {
+    const findings = (agentCount: number, fw: Partial<PeerFirewallProps>) => {
+      const { stack } = newStack();
+      const server = new K3sServer(stack, "server", { host: { address: "203.0.113.10", ssh } });
+      for (let i = 0; i < agentCount; i++) new K3sAgent(stack, `agent-${i}`, { server, host: { address: `203.0.113.${11 + i}`, ssh } });
+      new PeerFirewall(stack, "firewall", { server, ...fw });
+      let errors: string[] = [];
+      try { synth(stack); } catch (e) { errors = [(e as Error).message]; }
+      errors.push(...validationErrors(stack));
+      const warnings = stack.node.findAll().flatMap((c) => c.node.metadata)
+        .filter((m) => m.type === "@cdktf/warn").map((m) => String(m.data)).filter((w) => /opens an SSH session/.test(w));
+      return { errors: errors.filter((e) => /opens an SSH session/.test(e)), warnings };
+    };
+
+    test.each([
+      ["no adminCidrs", {}, "adminCidrs: no adminCidrs are given"],
+      ["rateLimitSsh", { adminCidrs: [ADMIN], rateLimitSsh: true }, "rateLimitSsh: rateLimitSsh: true rate-limits"],
+    ])("%s with 5 agents is an error naming the field and the fix", (_n, fw, field) => {
+      const { errors } = findings(5, fw);
+      expect(errors.join("\n")).toContain(`PeerFirewall "cluster/firewall": ${field}`);
+      expect(errors.join("\n")).toMatch(/each of the 5 agent\(s\) of cluster\/server opens an SSH session .*11 sessions in a fresh deploy.*would fail half-way\. Set adminCidrs to the networks you deploy from/);
+    });
+
+    test("fewer agents: a warning, not an error", () => {
+      const { errors, warnings } = findings(2, {});
+      expect(errors).toEqual([]);
+      expect(warnings.join("\n")).toMatch(/adminCidrs: .*each of the 2 agent\(s\).*5 sessions in a fresh deploy.*fails if they come too close together/);
+    });
+
+    test("admin networks without rateLimitSsh: neither", () => {
+      const { errors, warnings } = findings(8, { adminCidrs: [ADMIN] });
+      expect(errors).toEqual([]);
+      expect(warnings).toEqual([]);
+    });
+  });
+
   test("validation names the construct, the field and the fix", () => {
     const { stack } = newStack();
     const server = new K3sServer(stack, "server", { host: { address: "203.0.113.10", ssh } });

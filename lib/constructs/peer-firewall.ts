@@ -3,7 +3,7 @@
  * lets in its peers on the ports their roles need, the admin networks on SSH (and the API on
  * servers), and nothing else. The rules are data (rulesFor) before they are shell.
  */
-import { Annotations, ITerraformDependable, TerraformLocal, TerraformStack } from "cdktf";
+import { Annotations, Aspects, ITerraformDependable, TerraformLocal, TerraformStack } from "cdktf";
 import { Construct } from "constructs";
 import * as nullResource from "@cdktf/provider-null/lib/resource";
 import { createTimeConnection } from "../host/connection";
@@ -117,6 +117,8 @@ export class PeerFirewall extends Construct {
     }
     this.adminCidrs = [...(props.adminCidrs ?? [])];
     this.warnAboutWideSources(props);
+    // Counted at synth, once every agent of the cluster exists.
+    Aspects.of(this).add({ visit: (c) => { if (c === this) for (const w of this.rateLimitFindings(props).warnings) Annotations.of(this).addWarning(w); } });
     for (const n of this.nodes) {
       const s = n.host?.ssh;
       const b = s?.bastion?.host;
@@ -285,8 +287,36 @@ export class PeerFirewall extends Construct {
     }
   }
 
+  /**
+   * SSH to a cluster's first server rate-limited by this firewall (no adminCidrs, or rateLimitSsh)
+   * meets the rolling-restart steps: every agent's install opens a session there before and one
+   * after, all agents at once on a fresh deploy, and ufw's `limit` refuses a source's 6th new
+   * connection within 30 s (and each refused retry renews the block). With 5 agents the fetch and
+   * the agents' first steps alone make 6 at once: an error (a bench run on real hosts failed so).
+   * With fewer it depends on how fast the installs finish: a warning.
+   */
+  private rateLimitFindings(props: PeerFirewallProps): { errors: string[]; warnings: string[] } {
+    const out = { errors: [] as string[], warnings: [] as string[] };
+    const noAdmin = (props.adminCidrs ?? []).length === 0;
+    if (!noAdmin && props.rateLimitSsh !== true) return out;
+    const field = noAdmin ? "adminCidrs" : "rateLimitSsh";
+    const why = noAdmin ? "no adminCidrs are given, so SSH from anywhere is rate-limited" : "rateLimitSsh: true rate-limits SSH from the admin networks";
+    const mine = new Set<K3sNode>(this.nodes);
+    for (const root of new Set(this.nodes.filter((n): n is K3sServer => n instanceof K3sServer).map((s) => s.clusterRoot))) {
+      if (!mine.has(root)) continue;
+      const agents = root.clusterNodes.filter((n) => n.role === NodeRole.AGENT && !n.decommissioned).length;
+      if (agents === 0) continue;
+      const text = `PeerFirewall "${this.node.path}": ${field}: ${why}, and each of the ${agents} agent(s) of ${root.node.path} opens an SSH session ` +
+        `on that first server before and after its install (drain and uncordon; ${1 + 2 * agents} sessions in a fresh deploy, the agents' all at once). ` +
+        "ufw refuses a source's 6th new connection within 30 s and every refused retry renews the block";
+      if (agents >= 5) out.errors.push(`${text}, so the deploy would fail half-way. Set adminCidrs to the networks you deploy from${noAdmin ? "" : " and leave rateLimitSsh off"}`);
+      else out.warnings.push(`${text}; the deploy fails if they come too close together. Set adminCidrs to the networks you deploy from${noAdmin ? "" : " and leave rateLimitSsh off"}.`);
+    }
+    return out;
+  }
+
   private validateProps(props: PeerFirewallProps): string[] {
-    const errors: string[] = [];
+    const errors: string[] = [...this.rateLimitFindings(props).errors];
     const where = `PeerFirewall "${this.node.path}"`;
     const err = (field: string, msg: string | undefined) => { if (msg) errors.push(`${where}: ${field}: ${msg}`); };
     const given = props.nodes ?? (props.server instanceof K3sServer ? props.server.clusterNodes : []);
