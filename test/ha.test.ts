@@ -310,17 +310,19 @@ describe("rolling agents", () => {
     expect(provisioners(resourceOf(out, "terraform_data", "server-1_install")).every((p) => p.connection === undefined)).toBe(true);
   });
 
+  /** A numeric parameter of agent-0's drain step, in a cluster of `agents` with these rollout options. */
+  const drainParameter = (name: string, rollout: any, agents: number): number => {
+    const { stack } = newStack();
+    const server = new K3sServer(stack, "server", { host: { address: "203.0.113.10", ssh }, rollout });
+    for (let i = 0; i < agents; i++) new K3sAgent(stack, `agent-${i}`, { server, host: { address: `198.51.100.${20 + i}`, ssh } });
+    const install = resourceOf(synth(stack), "terraform_data", "agent-0_install");
+    return Number(new RegExp(`^${name}=(\\d+)$`, "m").exec(provisioners(install)[0].inline[0])![1]);
+  };
+
   test("maxUnavailable and maxUnavailablePercent set the slots", () => {
-    const build = (rollout: any, agents: number) => {
-      const { stack } = newStack();
-      const server = new K3sServer(stack, "server", { host: { address: "203.0.113.10", ssh }, rollout });
-      for (let i = 0; i < agents; i++) new K3sAgent(stack, `agent-${i}`, { server, host: { address: `198.51.100.${20 + i}`, ssh } });
-      const install = resourceOf(synth(stack), "terraform_data", "agent-0_install");
-      return /MAX_UNAVAILABLE=(\d+)/.exec(provisioners(install)[0].inline[0])![1];
-    };
-    expect(build({ maxUnavailable: 3 }, 6)).toBe("3");
-    expect(build({ maxUnavailablePercent: 25 }, 10)).toBe("2");
-    expect(build({ maxUnavailablePercent: 5 }, 10)).toBe("1");
+    expect(drainParameter("MAX_UNAVAILABLE", { maxUnavailable: 3 }, 6)).toBe(3);
+    expect(drainParameter("MAX_UNAVAILABLE", { maxUnavailablePercent: 25 }, 10)).toBe(2);
+    expect(drainParameter("MAX_UNAVAILABLE", { maxUnavailablePercent: 5 }, 10)).toBe(1);
   });
 
   test("the drain is keyed to what restarts K3s: a script-only change keeps the rollout inputs, a version or config change does not", () => {
@@ -346,13 +348,7 @@ describe("rolling agents", () => {
   });
 
   test("the slot wait is bounded by every agent's turn, or by rollout.slotTimeoutSeconds", () => {
-    const slotTimeout = (rollout: any, agents: number) => {
-      const { stack } = newStack();
-      const server = new K3sServer(stack, "server", { host: { address: "203.0.113.10", ssh }, rollout });
-      for (let i = 0; i < agents; i++) new K3sAgent(stack, `agent-${i}`, { server, host: { address: `198.51.100.${20 + i}`, ssh } });
-      const install = resourceOf(synth(stack), "terraform_data", "agent-0_install");
-      return Number(/SLOT_TIMEOUT=(\d+)/.exec(provisioners(install)[0].inline[0])![1]);
-    };
+    const slotTimeout = (rollout: any, agents: number) => drainParameter("SLOT_TIMEOUT", rollout, agents);
     // Default: 10 agents one at a time, each within drain 120 + ready 300 + 120 s.
     expect(slotTimeout({}, 10)).toBe(10 * 540);
     expect(slotTimeout({ maxUnavailable: 5 }, 10)).toBe(2 * 540);
