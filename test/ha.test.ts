@@ -2,10 +2,12 @@
  * A highly available control plane: servers that join the first one, the registration address,
  * an external datastore, removing servers, and how changes roll over the cluster.
  */
+import { createHash } from "crypto";
 import { TerraformStack, TerraformVariable } from "cdktf";
 import { tmpdir } from "os";
 import { join } from "path";
 import { K3sAgent, K3sServer, KiloMesh, PeerFirewall } from "../lib";
+import { renderInstallScript, RESTART_DECISION_DIGEST } from "../lib/render/install-script";
 import { logicalId, newStack, parseRenderedYaml, provisioners, resourceOf, synth, validationErrors } from "./util/synth";
 
 const ssh = { privateKeyPath: "~/.ssh/id_ed25519" };
@@ -342,9 +344,20 @@ describe("rolling agents", () => {
     expect(scriptOnly.inputs).toBe(base.inputs);
     expect(agentStep({ version: "v1.33.1+k3s1" }).inputs).not.toBe(base.inputs);
     expect(agentStep({ labels: { tier: "x" } }).inputs).not.toBe(base.inputs);
-    // A digest, and of the token's secret only through Terraform's sha256.
-    expect(base.inputs).toMatch(/[0-9a-f]{64}-\$\{sha256\(join\("\\n", \[random_password\.server_agent-token_[A-Z0-9]+\.result\]\)\)\}/);
+    // A digest; the token (CA hash from the fetch, and the secret) only through Terraform's sha256.
+    expect(base.inputs).toMatch(/[0-9a-f]{64}-\$\{nonsensitive\(sha256\(join\("\\n", \[sensitive\(join\(""/);
+    expect(base.inputs).toMatch(/data\.local_command\.server_credentials_[A-Z0-9]+\.stdout/);
     expect(base.inputs.match(/random_password/g)).toHaveLength(1);
+    // A file:// installer is read on the host every time: no inputs, so the drain is never skipped.
+    expect(agentStep({ install: { scriptUrl: "file:///opt/k3s/install.sh" } }).inputs).toBe("''");
+  });
+
+  test("the rollout inputs cover the install script's restart decision as rendered", () => {
+    const script = renderInstallScript({ role: "agent", nodeName: "n", version: "v1.33.4+k3s1", installScriptUrl: "https://x", skipDownload: false, installWireguardTools: true, readyTimeoutSeconds: 60 }).split("\n");
+    const first = script.findIndex((l) => l.startsWith("installer_sha256="));
+    const lines = script.slice(first, first + 3);
+    expect(lines[1]).toMatch(/^fingerprint=/);
+    expect(createHash("sha256").update(lines.join("\n")).digest("hex").slice(0, 16)).toBe(RESTART_DECISION_DIGEST);
   });
 
   test("the slot wait is bounded by every agent's turn, or by rollout.slotTimeoutSeconds", () => {

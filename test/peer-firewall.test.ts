@@ -197,17 +197,17 @@ describe("PeerFirewall", () => {
 
     test.each([
       ["no adminCidrs", {}, "adminCidrs: no adminCidrs are given"],
-      ["rateLimitSsh", { adminCidrs: [ADMIN], rateLimitSsh: true }, "rateLimitSsh: rateLimitSsh: true rate-limits"],
+      ["rateLimitSsh", { adminCidrs: [ADMIN], rateLimitSsh: true }, "rateLimitSsh: true rate-limits"],
     ])("%s with 5 agents is an error naming the field and the fix", (_n, fw, field) => {
       const { errors } = findings(5, fw);
       expect(errors.join("\n")).toContain(`PeerFirewall "cluster/firewall": ${field}`);
-      expect(errors.join("\n")).toMatch(/each of the 5 agent\(s\) of cluster\/server opens an SSH session .*11 sessions in a fresh deploy.*would fail half-way\. Set adminCidrs to the networks you deploy from/);
+      expect(errors.join("\n")).toMatch(/each of the 5 agent\(s\) of cluster\/server opens an SSH session .*15 sessions there in a fresh deploy.*would fail half-way\. Set adminCidrs to the networks you deploy from/);
     });
 
     test("fewer agents: a warning, not an error", () => {
       const { errors, warnings } = findings(2, {});
       expect(errors).toEqual([]);
-      expect(warnings.join("\n")).toMatch(/adminCidrs: .*each of the 2 agent\(s\).*5 sessions in a fresh deploy.*fails if they come too close together/);
+      expect(warnings.join("\n")).toMatch(/adminCidrs: .*each of the 2 agent\(s\).*9 sessions there in a fresh deploy.*fails when they come too close together/);
     });
 
     test("admin networks without rateLimitSsh: neither", () => {

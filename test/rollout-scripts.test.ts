@@ -31,6 +31,7 @@ case "$1 $2" in
     [ -d "$S/nodes/$3" ] || { echo "not found" >&2; exit 1; }
     case "$*" in *jsonpath*) printf True ;; esac ;;
   "get nodes")
+    [ -z "\${FAKE_FAIL_LIST:-}" ] || { echo "the server is unreachable" >&2; exit 1; }
     for n in "$S"/nodes/*; do [ -e "$n/rolling" ] && printf 'node/%s\\n' "$(basename "$n")"; done; true ;;
   "label node")
     case "$4" in
@@ -142,6 +143,30 @@ describe("rollout scripts", () => {
     writeFileSync(join(dir, "after.sh"), localize(renderRolloutAfterScript(settings("../../x", 1))));
     execFileSync("sh", [join(dir, "after.sh")], { env, encoding: "utf8" });
     expect(readdirSync(join(dir, "state", "rollout"))).toHaveLength(2);
+  });
+
+  test("no inputs (a file:// installer, read on the host each time): never skipped", () => {
+    addNodes(["a0"]);
+    const env = { ...process.env, FAKE_STATE: dir };
+    writeFileSync(join(dir, "before.sh"), localize(renderRolloutBeforeScript(settings("a0", 1, ""))));
+    writeFileSync(join(dir, "after.sh"), localize(renderRolloutAfterScript(settings("a0", 1, ""))));
+    for (let i = 0; i < 2; i++) {
+      rmSync(join(dir, "events.log"), { force: true });
+      execFileSync("sh", [join(dir, "before.sh")], { env, encoding: "utf8" });
+      execFileSync("sh", [join(dir, "after.sh")], { env, encoding: "utf8" });
+      expect(events().map(([, what]) => what)).toEqual(["take", "cordon", "drain", "uncordon", "release"]);
+    }
+  });
+
+  test("the after step fails when it cannot tell whether the node holds a slot, and records nothing", () => {
+    addNodes(["a0"]);
+    writeFileSync(join(dir, "nodes", "a0", "rolling"), "");
+    writeFileSync(join(dir, "after.sh"), localize(renderRolloutAfterScript(settings("a0", 1))));
+    const r = spawnSync("sh", [join(dir, "after.sh")], { env: { ...process.env, FAKE_STATE: dir, FAKE_FAIL_LIST: "1" }, encoding: "utf8", timeout: 60_000 });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/cannot list the nodes labelled cdktf-k3s-kilo\/rolling on this server; a0 may still be cordoned/);
+    expect(() => readdirSync(join(dir, "state", "rollout"))).toThrow();
+    expect(events()).toEqual([]);
   });
 
   test("a failed restart is not recorded: the next step with the same inputs carries on with its slot", () => {

@@ -77,7 +77,8 @@ export class K3sAgent extends K3sNode {
     const root = server.clusterRoot;
     const readyTimeout = props.install?.readyTimeoutSeconds ?? 300;
     const installSettings = this._installSettings(props);
-    const inputs = this._restartInputs(installSettings, fingerprintConfig);
+    // The real config: the CA hash in the token restarts the agent when it changes.
+    const inputs = this._restartInputs(installSettings, config);
     const rollout = () => ({
       nodeName: this.nodeName,
       inputs,

@@ -9,7 +9,7 @@ import { connectionDescription, createTimeConnection } from "../host/connection"
 import { Host, REQUIRE_HOST_KEYS_CONTEXT } from "../host/host";
 import * as v from "../host/validate";
 import { renderK3sConfig, K3sConfig, managedKeyReason, DEFAULT_NODEPORT_ADDRESSES } from "../render/k3s-config";
-import { InstallSettings, installScriptParts, STAGED_CONFIG } from "../render/install-script";
+import { InstallSettings, installScriptParts, RESTART_DECISION_DIGEST, STAGED_CONFIG } from "../render/install-script";
 import { joinScript, stagingScriptParts } from "../render/shell";
 import { fingerprint, reportStackSecurity, requireHostKeys, sharedScriptInline, TerraformData, terraformLiteral } from "./internal";
 import { K3S_DEFAULT_VERSION, K3S_RELEASE_INSTALL_SCRIPT_URL } from "../versions";
@@ -187,13 +187,18 @@ export abstract class K3sNode extends Construct {
 
   /**
    * A digest of what decides whether K3s restarts on the host: the inputs of the install script's
-   * fingerprint on the host (version, installer, role, config), without the script's own text.
+   * fingerprint on the host (version, installer, role, the config as written there) and the lines
+   * that compute it, without the rest of the script's text. Read at apply time (a provisioner's
+   * text), so it may hold values unknown at plan; the config's secrets enter only through
+   * Terraform's sha256, made nonsensitive so Terraform does not hide the step's output. Empty, so
+   * never matched, for a `file://` installer: its content is read on the host each time.
    * @internal
    */
-  protected _restartInputs(settings: InstallSettings, fingerprintConfig: K3sConfig): string {
-    const d = fingerprint([settings.version, settings.installScriptUrl, settings.installScriptSha256 ?? "",
-      String(settings.skipDownload), settings.role, renderK3sConfig(fingerprintConfig)].join("\n"));
-    return d.values !== undefined ? `${d.text}-${d.values}` : d.text;
+  protected _restartInputs(settings: InstallSettings, config: K3sConfig): string {
+    if (settings.installScriptUrl.startsWith("file://")) return "";
+    const d = fingerprint([RESTART_DECISION_DIGEST, settings.version, settings.installScriptUrl, settings.installScriptSha256 ?? "",
+      String(settings.skipDownload), settings.role, renderK3sConfig(config)].join("\n"));
+    return d.values !== undefined ? `${d.text}-${Fn.nonsensitive(d.values)}` : d.text;
   }
 
   /**

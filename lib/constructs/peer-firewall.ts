@@ -293,24 +293,27 @@ export class PeerFirewall extends Construct {
    * after, all agents at once on a fresh deploy, and ufw's `limit` refuses a source's 6th new
    * connection within 30 s (and each refused retry renews the block). With 5 agents the fetch and
    * the agents' first steps alone make 6 at once: an error (a bench run on real hosts failed so).
-   * With fewer it depends on how fast the installs finish: a warning.
+   * With fewer it depends on how fast the installs finish (with 3 or 4, the after steps within
+   * 30 s make 6 or more): a warning. Not counted: a first server that is also other nodes'
+   * bastion relays their sessions too.
    */
   private rateLimitFindings(props: PeerFirewallProps): { errors: string[]; warnings: string[] } {
     const out = { errors: [] as string[], warnings: [] as string[] };
     const noAdmin = (props.adminCidrs ?? []).length === 0;
     if (!noAdmin && props.rateLimitSsh !== true) return out;
     const field = noAdmin ? "adminCidrs" : "rateLimitSsh";
-    const why = noAdmin ? "no adminCidrs are given, so SSH from anywhere is rate-limited" : "rateLimitSsh: true rate-limits SSH from the admin networks";
+    const why = noAdmin ? "no adminCidrs are given, so SSH from anywhere is rate-limited" : "true rate-limits SSH from the admin networks";
     const mine = new Set<K3sNode>(this.nodes);
     for (const root of new Set(this.nodes.filter((n): n is K3sServer => n instanceof K3sServer).map((s) => s.clusterRoot))) {
       if (!mine.has(root)) continue;
       const agents = root.clusterNodes.filter((n) => n.role === NodeRole.AGENT && !n.decommissioned).length;
       if (agents === 0) continue;
       const text = `PeerFirewall "${this.node.path}": ${field}: ${why}, and each of the ${agents} agent(s) of ${root.node.path} opens an SSH session ` +
-        `on that first server before and after its install (drain and uncordon; ${1 + 2 * agents} sessions in a fresh deploy, the agents' all at once). ` +
+        `on that first server before and after its install (drain and uncordon: ${5 + 2 * agents} sessions there in a fresh deploy, its own 5 included, the agents' first ones all at once). ` +
         "ufw refuses a source's 6th new connection within 30 s and every refused retry renews the block";
-      if (agents >= 5) out.errors.push(`${text}, so the deploy would fail half-way. Set adminCidrs to the networks you deploy from${noAdmin ? "" : " and leave rateLimitSsh off"}`);
-      else out.warnings.push(`${text}; the deploy fails if they come too close together. Set adminCidrs to the networks you deploy from${noAdmin ? "" : " and leave rateLimitSsh off"}.`);
+      const fix = `Set adminCidrs to the networks you deploy from${noAdmin ? "" : " and leave rateLimitSsh off"}`;
+      if (agents >= 5) out.errors.push(`${text}, so the deploy would fail half-way. ${fix}`);
+      else out.warnings.push(`${text}; the deploy fails when ${agents >= 3 ? "the installs finish within 30 s of each other, which is likely" : "they come too close together"}. ${fix}.`);
     }
     return out;
   }

@@ -8,6 +8,7 @@
  * so a re-run needs no network and the fingerprint covers the bytes that actually ran; a
  * `file://` script is copied on every run (it is local, and its content may change).
  */
+import { createHash } from "crypto";
 import { joinScript, ScriptParts, scriptParts, shq, STAGING_DIR, STATE_DIR, WAIT_FOR_FUNCTION } from "./shell";
 
 export interface InstallSettings {
@@ -32,6 +33,20 @@ export const STAGED_CONFIG = `${STAGING_DIR}/k3s-config.yaml`;
 export function serviceName(role: "server" | "agent"): string {
   return role === "server" ? "k3s" : "k3s-agent";
 }
+
+/**
+ * The lines that decide whether K3s restarts on a host: what the fingerprint covers and when an
+ * unchanged one is enough. Their digest is part of an agent's rollout inputs
+ * (RESTART_DECISION_DIGEST), so a release that changes them drains agents as a restart needs.
+ */
+const RESTART_DECISION = [
+  "installer_sha256=$(sha256sum \"$INSTALLER\" | cut -d' ' -f1)",
+  "fingerprint=$( { printf '%s\\n' \"$K3S_VERSION\" \"$installer_sha256\" \"$SKIP_DOWNLOAD\" \"$SERVICE\"; cat \"$CONFIG\"; } | sha256sum | cut -d' ' -f1)",
+  "if [ -x /usr/local/bin/k3s ] && [ -f \"$FINGERPRINT_FILE\" ] && [ \"$(cat \"$FINGERPRINT_FILE\")\" = \"$fingerprint\" ] && service_running; then",
+];
+
+/** Digest of RESTART_DECISION (see there). */
+export const RESTART_DECISION_DIGEST = createHash("sha256").update(RESTART_DECISION.join("\n")).digest("hex").slice(0, 16);
 
 export function renderInstallScript(s: InstallSettings): string {
   return joinScript(installScriptParts(s));
@@ -137,9 +152,7 @@ export function installScriptParts(s: InstallSettings): ScriptParts {
     "    fi",
     "    ;;",
     "esac",
-    "installer_sha256=$(sha256sum \"$INSTALLER\" | cut -d' ' -f1)",
-    "fingerprint=$( { printf '%s\\n' \"$K3S_VERSION\" \"$installer_sha256\" \"$SKIP_DOWNLOAD\" \"$SERVICE\"; cat \"$CONFIG\"; } | sha256sum | cut -d' ' -f1)",
-    "if [ -x /usr/local/bin/k3s ] && [ -f \"$FINGERPRINT_FILE\" ] && [ \"$(cat \"$FINGERPRINT_FILE\")\" = \"$fingerprint\" ] && service_running; then",
+    ...RESTART_DECISION,
     "  log \"K3s $K3S_VERSION ($SERVICE) already runs with this configuration; nothing to change\"",
     "else",
     "  log \"installing K3s $K3S_VERSION as $SERVICE (install script sha256 $installer_sha256)\"",
