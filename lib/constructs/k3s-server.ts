@@ -264,20 +264,17 @@ export class K3sServer extends K3sNode {
     const joining = previous !== undefined;
     // With an external datastore the servers share it and the token; only embedded etcd needs a URL to join.
     const joinUrl = joining && this.datastoreEndpoint === undefined ? root.apiServerUrl : undefined;
-    const config = () => serverConfig({
+    // Rendered at synth: whether others join this first server (cluster-init) is known only then.
+    const configWith = (token: string) => () => serverConfig({
       ...settings,
-      // CA-pinned: the joining server checks the cluster CA against the hash before sending the secret.
-      token: joining ? Fn.join("", ["K10", root.caHash, "::server:", this._serverTokenSecret]) : this._serverTokenSecret,
+      token,
       joinUrl,
       clusterInit: !joining && this.datastoreEndpoint === undefined && root.servers.length > 1,
     });
+    // CA-pinned: the joining server checks the cluster CA against the hash before sending the secret.
+    const config = configWith(joining ? Fn.join("", ["K10", root.caHash, "::server:", this._serverTokenSecret]) : this._serverTokenSecret);
     // As for agents: the trigger digests the secret, not the CA hash, which Terraform reads late.
-    const fingerprintConfig = () => serverConfig({
-      ...settings,
-      token: this._serverTokenSecret,
-      joinUrl,
-      clusterInit: !joining && this.datastoreEndpoint === undefined && root.servers.length > 1,
-    });
+    const fingerprintConfig = configWith(this._serverTokenSecret);
     const destroy: Array<Record<string, unknown>> = [];
     if (joining) {
       // Drained and deleted from another server: deleting the Node makes K3s remove its etcd

@@ -9,7 +9,7 @@
  * `file://` script is copied on every run (it is local, and its content may change).
  */
 import { createHash } from "crypto";
-import { joinScript, ScriptParts, scriptParts, shq, STAGING_DIR, STATE_DIR, WAIT_FOR_FUNCTION } from "./shell";
+import { joinScript, nodeReadyFunction, ScriptParts, scriptParts, shq, STAGING_DIR, STATE_DIR, WAIT_FOR_FUNCTION } from "./shell";
 
 export interface InstallSettings {
   readonly role: "server" | "agent";
@@ -87,8 +87,9 @@ export function installScriptParts(s: InstallSettings): ScriptParts {
     ...versionStepCheck(),
     ...(s.role === "server" ? [
       "# A restart of a server that was Ready must end with it Ready again before the next server goes.",
+      nodeReadyFunction("timeout 10 /usr/local/bin/k3s kubectl"),
       "was_ready=false",
-      "if [ -x /usr/local/bin/k3s ] && service_running && [ \"$(timeout 10 /usr/local/bin/k3s kubectl get node \"$NODE_NAME\" -o 'jsonpath={.status.conditions[?(@.type==\"Ready\")].status}' 2>/dev/null)\" = True ]; then",
+      "if [ -x /usr/local/bin/k3s ] && service_running && node_ready \"$NODE_NAME\"; then",
       "  was_ready=true",
       "fi",
       "",
@@ -179,8 +180,7 @@ export function installScriptParts(s: InstallSettings): ScriptParts {
       "  timeout 10 /usr/local/bin/k3s kubectl get node \"$NODE_NAME\"",
       "log \"K3s API server is ready\"",
       "if [ \"$was_ready\" = true ]; then",
-      "  node_ready() { [ \"$(timeout 10 /usr/local/bin/k3s kubectl get node \"$NODE_NAME\" -o 'jsonpath={.status.conditions[?(@.type==\"Ready\")].status}')\" = True ]; }",
-      "  wait_for \"$READY_TIMEOUT\" \"node $NODE_NAME to be Ready again\" node_ready",
+      "  wait_for \"$READY_TIMEOUT\" \"node $NODE_NAME to be Ready again\" node_ready \"$NODE_NAME\"",
       "  log \"node $NODE_NAME is Ready\"",
       "fi",
     ] : [

@@ -20,7 +20,7 @@
  * upgrade stops after `maxUnavailable` nodes instead of spreading; the next apply re-runs the
  * step, which finds its own label and carries on.
  */
-import { joinScript, ScriptParts, scriptParts, shq, STATE_DIR, WAIT_FOR_FUNCTION } from "./shell";
+import { joinScript, nodeReadyFunction, ScriptParts, scriptParts, shq, STATE_DIR, WAIT_FOR_FUNCTION } from "./shell";
 
 /** The node label that marks a node as being restarted by a rollout. */
 export const ROLLING_LABEL = "cdktf-k3s-kilo/rolling";
@@ -145,10 +145,8 @@ export function rolloutAfterParts(s: RolloutSettings): ScriptParts {
     "  record_inputs",
     "  exit 0",
     "fi",
-    "node_ready() {",
-    `  [ "$(${KUBECTL} get node "$NODE" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}')" = True ]`,
-    "}",
-    "wait_for \"$READY_TIMEOUT\" \"node $NODE to be Ready after its restart\" node_ready",
+    nodeReadyFunction(KUBECTL),
+    "wait_for \"$READY_TIMEOUT\" \"node $NODE to be Ready after its restart\" node_ready \"$NODE\"",
     `${KUBECTL} uncordon "$NODE" >/dev/null`,
     `${KUBECTL} label node "$NODE" "$LABEL-" >/dev/null`,
     "log \"rollout: $NODE is Ready and schedulable again; slot released\"",

@@ -94,6 +94,18 @@ export const WAIT_FOR_FUNCTION = [
   "",
 ].join("\n");
 
+/**
+ * `node_ready NAME`: whether the Node NAME reports Ready, asked with `kubectl` (a bounded command
+ * line, e.g. `timeout 10 /usr/local/bin/k3s kubectl`). Used by the server install and the rollout.
+ */
+export function nodeReadyFunction(kubectl: string): string {
+  return [
+    "node_ready() {",
+    `  [ "$(${kubectl} get node "$1" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" = True ]`,
+    "}",
+  ].join("\n");
+}
+
 /** The script that prepares the staging directory a secret-bearing file is uploaded into. */
 export function renderStagingScript(): string {
   return joinScript(stagingScriptParts());
