@@ -169,7 +169,7 @@ export function isWork(n: GraphNode): boolean {
 
 /** What a stage of work holds, by kind. */
 export function kindOf(n: GraphNode): string {
-  if (n.type === "null_resource" && n.path.includes("/firewall/")) return "firewall";
+  if (n.type === "terraform_data" && n.path.includes("/firewall/")) return "firewall";
   if (n.type === "terraform_data" && n.path.endsWith("/install")) return /\/server(-\d+)?\/install$/.test(n.path) ? "server install" : "agent install";
   if (isSshDataSource(n)) return "kubeconfig fetch";
   if (n.type.startsWith("kubernetes_")) return "k8s object";
@@ -271,7 +271,7 @@ export function firewallCounts(nodes: GraphNode[], synth?: SynthJson): FirewallC
   const ufwFreshPerNode = new Map<string, number>();
   const ufwConvergedPerNode = new Map<string, number>();
   for (const n of nodes) {
-    if (!(n.type === "null_resource" && n.path.includes("/firewall/"))) continue;
+    if (!(n.type === "terraform_data" && n.path.includes("/firewall/"))) continue;
     const script = strings(n.body.provisioner).join("\n");
     const lines = script.split("\n");
     const wants = lines.filter((l) => /^want /.test(l)).length;
@@ -357,7 +357,6 @@ export type Change = "replace" | "update" | "add" | "remove" | "read-deferred" |
 /** Arguments whose change replaces the resource, by type; absent: any argument (ForceNew). */
 const REPLACE_ON: Record<string, string | null> = {
   terraform_data: "triggers_replace",
-  null_resource: "triggers",
   // In-place updates: Kubernetes objects (server-side apply), remote state reads.
   kubernetes_manifest: null,
   kubernetes_annotations: null,
@@ -371,7 +370,7 @@ function argsOf(body: Record<string, any>): Record<string, any> {
  * What `terraform plan` would do to each resource of `before`'s state given `after`'s
  * configuration, per stack in deploy order. Rules (Terraform's):
  * - absent before / after: add / remove;
- * - terraform_data and null_resource are replaced when triggers_replace / triggers change, their
+ * - terraform_data is replaced when triggers_replace changes, its
  *   other arguments are updated in place; random_password and local files are replaced on any
  *   change; Kubernetes objects are updated in place;
  * - a value is unknown at plan when it comes from a resource being added or replaced, or from a

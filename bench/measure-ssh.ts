@@ -1,8 +1,8 @@
 /**
  * SSH sessions per node, MEASURED: the bench's 6-node cluster stack is deployed onto throwaway
  * hosts of the real-host harness (test/harness: network namespaces, a real OpenSSH server each,
- * real ufw) by the real `terraform` (1.11.4, on cdk.tf.json as synthesized; the null/random/local
- * providers are the stand-ins of test/standin-providers/), then deployed again with no change.
+ * real ufw) by the real `terraform` (1.11.4, on cdk.tf.json as synthesized; the real random and
+ * local providers from tools/build.sh), then deployed again with no change.
  * Each host's sshd log is read before and after each run; "Accepted publickey" lines are the SSH
  * connections that host accepted. The K3s installer is the harness's recording stand-in (K3s
  * cannot be downloaded here); its own log says how many times an installer ran.

@@ -228,7 +228,7 @@ async function main(): Promise<void> {
     let tfTimes: TerraformTimes[] | undefined;
     let tfNote = "";
     if (!args.includes("--no-terraform")) {
-      process.stderr.write("bench: terraform validate / plan -refresh=false (stand-in providers)…\n");
+      process.stderr.write("bench: terraform validate / plan -refresh=false (real random and local providers)…\n");
       try { tfTimes = await measureTerraform(SIZES); } catch (e) { tfNote = `failed: ${(e as Error).message.split("\n")[0]}`; }
     } else tfNote = "--no-terraform";
 
@@ -279,7 +279,7 @@ async function main(): Promise<void> {
     } else say(`Firewall converge: not measured (${convergeNote}).`);
     say();
     if (tfTimes) {
-      say("Terraform 1.11.4 on the cluster stack (stand-in providers, one run each; `plan -refresh=false` on empty state):");
+      say("Terraform 1.11.4 on the cluster stack (real random and local providers, one run each; `plan -refresh=false` on empty state):");
       say();
       say("| nodes | cdk.tf.json with / without PeerFirewall | validate with / without | plan -refresh=false with / without (firewall's share) |");
       say("|---|---|---|---|");

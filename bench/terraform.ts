@@ -1,6 +1,6 @@
 /**
  * `terraform validate` and `terraform plan -refresh=false` of the bench's cluster stack with the
- * real terraform binary (1.11.4) and the stand-in providers (test/harness/terraform-cli.ts), with
+ * real terraform binary (1.11.4) and the real random and local providers (test/harness/terraform-cli.ts), with
  * and without PeerFirewall, so the firewall's share of plan time shows. Only the cluster stack:
  * the mesh stack needs a running Kubernetes API to plan. The stacks read the SSH key with
  * file(pathexpand("~/.ssh/id_ed25519")): HOME points at a temp dir with a throwaway key.

@@ -130,7 +130,7 @@ describe("the packed package in a new consumer project (README steps, verbatim)"
     const mesh = JSON.parse(readFileSync(join(outdir, manifest.stacks.mesh.synthesizedStackPath), "utf8"));
     // One install per node, one firewall step per node (server + 2 agents, from the node list the server keeps).
     expect(Object.keys(cluster.resource.terraform_data).filter((k) => k.includes("_install_"))).toHaveLength(3);
-    expect(Object.keys(cluster.resource.null_resource)).toHaveLength(3);
+    expect(Object.keys(cluster.resource.terraform_data).filter((k) => k.startsWith("firewall_"))).toHaveLength(3);
     expect(Object.keys(mesh.resource.kubernetes_manifest).some((k) => k.startsWith("kilo_daemonset"))).toBe(true);
     return { cluster, mesh };
   };

@@ -123,7 +123,7 @@ function clusterStack(agents: string[], opts: StackOptions = {}): Built {
     return m[0];
   };
   const firewall = (node: string) => {
-    const m = all.filter((a) => a.startsWith(`null_resource.firewall_${node}_`));
+    const m = all.filter((a) => a.startsWith(`terraform_data.firewall_${node}_`));
     if (m.length !== 1) throw new Error(`no single firewall step for ${node} (have ${all.join(", ")})`);
     return m[0];
   };
@@ -348,7 +348,7 @@ describeReal("the cluster's first stack on real hosts with real Terraform (K3s a
     expect(await standInCounts(h("agent-c"))).toEqual({ installs: 1, starts: 1, uninstalls: 0 });
     expect(await Promise.all(members.map((n) => standInCounts(h(n))))).toEqual(before);
     // Every node's firewall step re-ran (replaced: its rule set changed) and now admits agent-c.
-    const fw = r.provisioned.filter((a) => a.startsWith("null_resource.firewall_")).sort();
+    const fw = r.provisioned.filter((a) => a.startsWith("terraform_data.firewall_")).sort();
     expect(fw).toEqual([...members, "agent-c"].map((n) => stack.firewall(n)).sort());
     const results = await runMatrix([
       { source: h("agent-c"), target: h("server"), port: 10250, proto: "tcp", expect: "open" },

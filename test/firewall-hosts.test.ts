@@ -60,7 +60,7 @@ function firewallStack(agents: LabHost[]): Record<string, string> {
   synthesizeIn(lab.dir, () => app.synth());
   const steps: Record<string, string> = {};
   for (const a of stackAddresses(stackDir())) {
-    const m = /^null_resource\.firewall_(.+)_[0-9A-F]{8}$/.exec(a);
+    const m = /^terraform_data\.firewall_(.+)_[0-9A-F]{8}$/.exec(a);
     if (m) steps[m[1]] = a;
   }
   return steps;
@@ -96,7 +96,7 @@ async function snapshot(h: LabHost): Promise<string> {
 /** What the firewall step of `node` printed, in every apply so far (Terraform's provisioner output). */
 function firewallLogs(node: string, only?: JsonRun[]): string {
   return (only ?? runs).flatMap((r) => r.events)
-    .filter((e) => e.type === "provision_progress" && new RegExp(`^null_resource\\.firewall_${node}_[0-9A-F]{8}$`).test(e.address!))
+    .filter((e) => e.type === "provision_progress" && new RegExp(`^terraform_data\\.firewall_${node}_[0-9A-F]{8}$`).test(e.address!))
     .map((e) => e.output).join("\n");
 }
 

@@ -177,14 +177,14 @@ describe("decommissioning an agent", () => {
 
   test("drops it from every firewall and re-runs no other install", () => {
     const [before, after] = [build(false), build(true)];
-    const firewalls = (out: any) => Object.keys(out.resource.null_resource);
+    const firewalls = (out: any) => Object.keys(out.resource.terraform_data).filter((k) => k.startsWith("fw_"));
     expect(firewalls(before).some((k) => k.includes("gone"))).toBe(true);
     expect(firewalls(after).some((k) => k.includes("gone"))).toBe(false);
-    const keepFw = (out: any) => Object.entries<any>(out.resource.null_resource).find(([k]) => k.includes("keep"))![1];
+    const keepFw = (out: any) => Object.entries<any>(out.resource.terraform_data).find(([k]) => k.startsWith("fw_keep"))![1];
     // The peer addresses live in the converge program's shared local; each firewall's trigger digests them.
     expect(JSON.stringify((before as any).locals)).toContain("203.0.113.12");
     expect(JSON.stringify((after as any).locals)).not.toContain("203.0.113.12");
-    expect(keepFw(after).triggers).not.toEqual(keepFw(before).triggers);
+    expect(keepFw(after).triggers_replace).not.toEqual(keepFw(before).triggers_replace);
     for (const id of ["server_install", "keep_install"]) {
       expect(resourceOf(after, "terraform_data", id).triggers_replace).toEqual(resourceOf(before, "terraform_data", id).triggers_replace);
     }

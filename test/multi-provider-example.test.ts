@@ -88,7 +88,7 @@ if (!installed) {
       expect(gcp.host.publicAddressOnInterface).toBe(false);
       expect(pi.host).toMatchObject({ address: "192.0.2.50", behindNat: true });
       // SSH to each node goes to that address.
-      const firewallSteps = Object.entries<any>(s.cluster.resource.null_resource).filter(([k]) => k.startsWith("firewall_"));
+      const firewallSteps = Object.entries<any>(s.cluster.resource.terraform_data).filter(([k]) => k.startsWith("firewall_"));
       const hosts = firewallSteps.map(([, r]) => r.connection.host).sort();
       expect(hosts).toEqual([
         "${digitalocean_droplet.k3s-do-agent.ipv4_address}",

@@ -2,7 +2,7 @@
  * PeerFirewall at synth: one converge step per node, its trigger a digest of that node's rules
  * only, ordered before the node's K3s install without ever re-running it, and validation.
  */
-import { Fn } from "cdktf";
+import { Fn, TerraformVariable } from "cdktf";
 import { K3sAgent, K3sServer, PeerFirewall, Protocol, RuleAction, TrafficDirection } from "../lib";
 import { PeerFirewallProps } from "../lib/constructs/peer-firewall";
 import { logicalId, newStack, provisioners, resourceOf, synth, validationErrors } from "./util/synth";
@@ -24,7 +24,7 @@ function cluster(agentCount = 2, fw: Partial<PeerFirewallProps> = {}, opts: { ke
 }
 
 function triggersOf(out: any, name: string): any {
-  return resourceOf(out, "null_resource", `firewall_${name}`).triggers;
+  return resourceOf(out, "terraform_data", `firewall_${name}`).triggers_replace;
 }
 
 function installOf(out: any, name: string): any {
@@ -32,12 +32,14 @@ function installOf(out: any, name: string): any {
 }
 
 describe("PeerFirewall", () => {
-  test("one null_resource per node running the converge script over the node's SSH connection", () => {
+  test("one terraform_data step per node running the converge script over the node's SSH connection", () => {
     const { out } = cluster(2);
-    expect(Object.keys(out.resource.null_resource)).toHaveLength(3);
-    expect(out.provider?.null).toBeDefined();
+    expect(Object.keys(out.resource.terraform_data).filter((k) => k.startsWith("firewall_"))).toHaveLength(3);
+    // Terraform's built-in terraform_data: the firewall needs no provider.
+    expect(out.provider?.null).toBeUndefined();
+    expect(out.terraform?.required_providers?.null).toBeUndefined();
     for (const name of ["server", "agent-0", "agent-1"]) {
-      const r = resourceOf(out, "null_resource", `firewall_${name}`);
+      const r = resourceOf(out, "terraform_data", `firewall_${name}`);
       expect(r.connection).toMatchObject({ type: "ssh", host: `203.0.113.${name === "server" ? 10 : 11 + Number(name.slice(-1))}`, user: "root" });
       const [p] = provisioners(r);
       expect(p.type).toBe("remote-exec");
@@ -70,7 +72,7 @@ describe("PeerFirewall", () => {
       const t = triggersOf(out, name);
       expect(Object.keys(t)).toEqual(["text"]);
       expect(t.text).toMatch(/^[0-9a-f]{64}$/);
-      const r = resourceOf(out, "null_resource", `firewall_${name}`);
+      const r = resourceOf(out, "terraform_data", `firewall_${name}`);
       // The key may only appear in the connection block, which Terraform never stores.
       const { connection, ...rest } = r;
       expect(JSON.stringify(rest)).not.toContain("secretkeymaterial");
@@ -83,10 +85,10 @@ describe("PeerFirewall", () => {
   test("each node's K3s install waits for that node's firewall", () => {
     const { out } = cluster(2);
     for (const name of ["server", "agent-0", "agent-1"]) {
-      const fw = `null_resource.${logicalId(out, "null_resource", `firewall_${name}`)}`;
+      const fw = `terraform_data.${logicalId(out, "terraform_data", `firewall_${name}`)}`;
       expect(installOf(out, name).depends_on).toContain(fw);
       // And never on another node's firewall (that would couple installs to peers' firewalls).
-      const others = (installOf(out, name).depends_on as string[]).filter((d) => d.startsWith("null_resource.") && d !== fw);
+      const others = (installOf(out, name).depends_on as string[]).filter((d) => d.startsWith("terraform_data.firewall_") && d !== fw);
       expect(others).toEqual([]);
     }
   });
@@ -127,7 +129,7 @@ describe("PeerFirewall", () => {
       expect(triggersOf(b, name)).not.toEqual(triggersOf(a, name));
       expect(installOf(b, name).triggers_replace).toEqual(installOf(a, name).triggers_replace);
     }
-    expect(resourceOf(b, "null_resource", "firewall_agent-2")).toBeDefined();
+    expect(resourceOf(b, "terraform_data", "firewall_agent-2")).toBeDefined();
   });
 
   test("rulesFor gives each node's rules as data", () => {
@@ -153,8 +155,8 @@ describe("PeerFirewall", () => {
 
   test("addresses from another resource: rules keep the token, the digest includes its value via Terraform", () => {
     const { stack } = newStack();
-    const droplet = new (require("@cdktf/provider-null").resource.Resource)(stack, "droplet", {});
-    const address = Fn.lookup(droplet.triggers, "ip", "203.0.113.99");
+    const droplet = new TerraformVariable(stack, "droplet", { type: "map(string)" });
+    const address = Fn.lookup(droplet.value, "ip", "203.0.113.99");
     const server = new K3sServer(stack, "server", { host: { address: "203.0.113.10", ssh } });
     const agent = new K3sAgent(stack, "agent", { server, host: { address, ssh } });
     const fw = new PeerFirewall(stack, "firewall", { nodes: [server, agent], adminCidrs: [ADMIN] });
@@ -162,11 +164,11 @@ describe("PeerFirewall", () => {
     const out = synth(stack);
     const t = triggersOf(out, "server");
     expect(t.text).toMatch(/^[0-9a-f]{64}$/);
-    expect(t.values).toMatch(/^\$\{sha256\(join\("\\n", \[lookup\(null_resource\.droplet\.triggers, "ip", "203\.0\.113\.99"\)/);
+    expect(t.values).toMatch(/^\$\{sha256\(join\("\\n", \[lookup\(var\.droplet, "ip", "203\.0\.113\.99"\)/);
     // The rule data encodes the value with Terraform's jsonencode() at apply time: no newline or
     // quote in it can end the here-document or reach the shell.
-    const script = provisioners(resourceOf(out, "null_resource", "firewall_server"))[0].inline[1];
-    expect(script).toContain(`\${jsonencode(lookup(null_resource.droplet.triggers, "ip", "203.0.113.99"))}`);
+    const script = provisioners(resourceOf(out, "terraform_data", "firewall_server"))[0].inline[1];
+    expect(script).toContain(`\${jsonencode(lookup(var.droplet, "ip", "203.0.113.99"))}`);
     // The rule's tag is computed on the host once the value is known.
     const wg = fw.rulesFor(server).find((r) => r.purpose === "wireguard")!;
     expect(wg.tag).toBeUndefined();
@@ -261,12 +263,12 @@ describe("PeerFirewall", () => {
   test("no nodes is an error; tokens pass validation", () => {
     const { stack } = newStack();
     new PeerFirewall(stack, "empty", { nodes: [] });
-    const droplet = new (require("@cdktf/provider-null").resource.Resource)(stack, "droplet", {});
+    const droplet = new TerraformVariable(stack, "droplet", { type: "map(string)" });
     const server = new K3sServer(stack, "server", { host: { address: "203.0.113.10", ssh } });
     new PeerFirewall(stack, "tokens", {
       nodes: [server],
-      adminCidrs: [Fn.lookup(droplet.triggers, "cidr", "")],
-      extraRules: [{ port: 443, from: [Fn.lookup(droplet.triggers, "lb", "")] }],
+      adminCidrs: [Fn.lookup(droplet.value, "cidr", "")],
+      extraRules: [{ port: 443, from: [Fn.lookup(droplet.value, "lb", "")] }],
     });
     const errors = validationErrors(stack).filter((e) => e.startsWith("PeerFirewall"));
     expect(errors).toEqual(['PeerFirewall "cluster/empty": nodes: give the cluster\'s server (server: every agent that joins it is covered) or every K3sServer and K3sAgent of the cluster']);

@@ -5,7 +5,6 @@ import { createHash } from "crypto";
 import { Annotations, Aspects, Fn, IAspect, LocalBackend, TerraformBackend, TerraformLocal, TerraformProvider, TerraformResource, TerraformStack, ITerraformDependable, TerraformResourceLifecycle } from "cdktf";
 import { Construct, IConstruct } from "constructs";
 import * as localProvider from "@cdktf/provider-local/lib/provider";
-import * as nullProvider from "@cdktf/provider-null/lib/provider";
 import * as randomProvider from "@cdktf/provider-random/lib/provider";
 import { Host, REQUIRE_HOST_KEYS_CONTEXT } from "../host/host";
 
@@ -48,14 +47,23 @@ export class TerraformData extends TerraformResource {
   }
 }
 
-type ProviderName = "local" | "null" | "random";
+type ProviderName = "local" | "random";
+
+/**
+ * Narrower version constraints than the prebuilt bindings declare, where the constructs use
+ * something a newer release added: local's `local_command` data source is in 2.6.0 and later
+ * (the bindings say `~> 2.1`, so an older lock file would fail at plan with an unknown data source).
+ */
+const PROVIDER_CONSTRAINTS: Partial<Record<ProviderName, string>> = { local: "~> 2.6" };
 
 /**
  * Make sure the stack has a (default, unaliased) provider for `name`, creating one at stack level
- * when the user has not. Users who configure their own keep it.
+ * when the user has not. Users who configure their own keep it; the version constraint applies either way.
  */
 export function ensureProvider(scope: IConstruct, name: ProviderName): void {
   const stack = TerraformStack.of(scope);
+  const constraint = PROVIDER_CONSTRAINTS[name];
+  if (constraint) stack.addOverride(`terraform.required_providers.${name}.version`, constraint);
   const has = stack.node.findAll().some((c) =>
     c instanceof TerraformProvider && c.terraformResourceType === name && c.alias === undefined);
   if (has) return;
@@ -63,7 +71,6 @@ export function ensureProvider(scope: IConstruct, name: ProviderName): void {
   if (stack.node.tryFindChild(id)) return;
   switch (name) {
     case "local": new localProvider.LocalProvider(stack, id); break;
-    case "null": new nullProvider.NullProvider(stack, id); break;
     case "random": new randomProvider.RandomProvider(stack, id); break;
   }
 }

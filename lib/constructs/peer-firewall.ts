@@ -5,7 +5,6 @@
  */
 import { Annotations, Aspects, ITerraformDependable, TerraformLocal, TerraformStack } from "cdktf";
 import { Construct } from "constructs";
-import * as nullResource from "@cdktf/provider-null/lib/resource";
 import { createTimeConnection } from "../host/connection";
 import * as ipaddr from "ipaddr.js";
 import * as v from "../host/validate";
@@ -14,7 +13,7 @@ import {
   FirewallCluster, FirewallNode, FirewallRule, NodeFirewallRule, nodeRuleSet, NodeRuleSet, Protocol, ruleSetText,
 } from "../render/firewall-rules";
 import { renderConvergeCall, renderConvergeProgram, renderSharedSources, sharedSources } from "../render/ufw-script";
-import { ensureProvider, fingerprint, terraformLiteral } from "./internal";
+import { TerraformData, fingerprint, terraformLiteral } from "./internal";
 import { missingMembers, serversOf } from "./cluster-checks";
 import { K3sNode, NodeRole } from "./k3s-node";
 import { K3sServer } from "./k3s-server";
@@ -101,7 +100,7 @@ export class PeerFirewall extends Construct {
   /** The admin networks (SSH, and the API on servers). */
   public readonly adminCidrs: string[];
   private readonly sets = new Map<K3sNode, NodeRuleSet>();
-  private readonly steps = new Map<K3sNode, nullResource.Resource>();
+  private readonly steps = new Map<K3sNode, TerraformData>();
   private readonly settings: FirewallCluster;
 
   constructor(scope: Construct, id: string, props: PeerFirewallProps) {
@@ -131,7 +130,6 @@ export class PeerFirewall extends Construct {
         `Its firewall lets SSH in from the admin networks and from ${b} only; the bastion's address on the private network is unknown here. ` +
         "If the bastion reaches it from a private address, add that address to adminCidrs, or make the bastion a node with privateAddress and the same location");
     }
-    ensureProvider(this, "null");
 
     const server = this.nodes.find((n): n is K3sServer => n instanceof K3sServer);
     const cluster: FirewallCluster = this.settings = {
@@ -156,13 +154,14 @@ export class PeerFirewall extends Construct {
       : undefined;
     for (const n of this.nodes) {
       const set = this.sets.get(n)!;
-      const step = new nullResource.Resource(this, stepId(n), {
+      // Terraform's built-in terraform_data: the step needs no provider.
+      const step = new TerraformData(this, stepId(n), {
         // A digest of this node's rules and nothing else: no keys, no addresses in clear, and no
         // K3s settings, so only a change to this node's rules re-runs it.
-        triggers: fingerprint(ruleSetText(set)),
-        connection: createTimeConnection(n.host),
-        provisioners: [{ type: "remote-exec", inline: [program!.asString, terraformLiteral(renderConvergeCall(set, shared))] }],
+        triggersReplace: fingerprint(ruleSetText(set)),
       });
+      step.connection = createTimeConnection(n.host);
+      step.provisioners = [{ type: "remote-exec", inline: [program!.asString, terraformLiteral(renderConvergeCall(set, shared))] }];
       this.steps.set(n, step);
       // Ordering only: the firewall is up before K3s listens; a firewall change never re-installs.
       n.addInstallPrerequisite(step);

@@ -1,35 +1,58 @@
 /**
- * The environment the real `terraform` binary runs in during tests: the stand-in providers
- * (test/standin-providers/) installed into a filesystem mirror, and a CLI configuration that installs
- * providers only from that mirror, so `terraform init` works offline and writes a lock file.
+ * The environment the real `terraform` binary runs in during tests: the providers our stacks require,
+ * installed into a filesystem mirror, and a CLI configuration that installs providers only from that
+ * mirror, so `terraform init` works offline and writes a lock file.
+ *
+ * Which providers: the real ones that tools/build.sh builds from their Go modules (hashicorp/random,
+ * hashicorp/local; `hashicorp/null` is no longer used by the library), and schema-only stand-ins
+ * (test/standin-providers/) for the three whose releases the Go module proxy does not serve:
+ * hashicorp/kubernetes, and examples/multi-provider's hashicorp/google and digitalocean/digitalocean.
  *
  * Built once per test process in a temp dir, removed when the process exits. The machine's own
  * TF_CLI_CONFIG_FILE (/root/.terraformrc, which does not exist) is overridden.
  *
  * Mirror layout (Terraform's "unpacked" filesystem_mirror layout, docs/cli/config/config-file):
  *   <dir>/mirror/registry.terraform.io/<namespace>/<type>/<version>/linux_amd64/terraform-provider-<type>_v<version>
- * Each executable is a two-line shell script that execs Node on the stand-in's JavaScript. Its text
+ * A real provider is a hard link to (or a copy of) the cached binary, so the lock file holds the real
+ * provider's hash. A stand-in is a two-line shell script that execs Node on its JavaScript; its text
  * is the same on every run of the same checkout, so a lock file written by one run matches the next.
  *
  * One TLS key and certificate (SAN DNS:localhost, as go-plugin's AutoMTLS requires) are generated
- * here per test run with the openssl CLI and handed to every provider process through
- * STANDIN_PROVIDER_TLS_DIR: generating a key in each of the 4–9 provider processes Terraform starts
- * per command would cost ~200 ms each. Never committed; removed with the temp dir. Likewise the
- * stand-ins' .proto files are converted to JSON once (STANDIN_PROVIDER_PROTO_JSON).
+ * here per test run with the openssl CLI and handed to every stand-in process through
+ * STANDIN_PROVIDER_TLS_DIR: generating a key in each provider process Terraform starts per command
+ * would cost ~200 ms each. Never committed; removed with the temp dir. Likewise the stand-ins'
+ * .proto files are converted to JSON once (STANDIN_PROVIDER_PROTO_JSON).
  */
 import { execFileSync } from "child_process";
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "fs";
+import { chmodSync, copyFileSync, existsSync, linkSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "fs";
 import { tmpdir } from "os";
-import { join, resolve } from "path";
+import { dirname, join, resolve } from "path";
 
 export const STANDIN_DIR = resolve(__dirname, "..", "standin-providers");
+/** tools/build.sh of this checkout: two levels up from here, or more when compiled into bench/.build/. */
+function buildScript(): string {
+  for (let d = resolve(__dirname, "..", ".."); d !== dirname(d); d = dirname(d)) {
+    if (existsSync(join(d, "tools", "build.sh")) && existsSync(join(d, "package.json"))) return join(d, "tools", "build.sh");
+  }
+  throw new Error(`tools/build.sh not found above ${__dirname}`);
+}
 
-export interface StandinProvider {
+export interface MirroredProvider {
   readonly namespace: string;
   readonly type: string;
   readonly version: string;
+  /** "real": built from its Go module by tools/build.sh; "stand-in": schema only (test/standin-providers/). */
+  readonly kind: "real" | "stand-in";
+}
+
+export interface StandinProvider extends MirroredProvider {
   /** Script under test/standin-providers/. */
   readonly main: string;
+}
+
+export interface RealProvider extends MirroredProvider {
+  /** The binary in tools/build.sh's cache. */
+  readonly binary: string;
 }
 
 export interface TerraformEnv {
@@ -39,8 +62,8 @@ export interface TerraformEnv {
   readonly mirrorDir: string;
   /** The CLI configuration file (TF_CLI_CONFIG_FILE). */
   readonly cliConfigFile: string;
-  /** The stand-in providers in the mirror, with their versions. */
-  readonly providers: readonly StandinProvider[];
+  /** Every provider in the mirror, real and stand-in, with its version. */
+  readonly providers: readonly MirroredProvider[];
   /**
    * Environment for `terraform`: process.env plus TF_CLI_CONFIG_FILE, CHECKPOINT_DISABLE=1,
    * TF_IN_AUTOMATION=1, STANDIN_PROVIDER_TLS_DIR and STANDIN_PROVIDER_PROTO_JSON.
@@ -48,9 +71,31 @@ export interface TerraformEnv {
   readonly env: Record<string, string>;
 }
 
-/** The stand-in providers and versions (test/standin-providers/providers.json). */
+/** The schema-only stand-ins and their versions (test/standin-providers/providers.json). */
 export function standinProviders(): StandinProvider[] {
-  return JSON.parse(readFileSync(join(STANDIN_DIR, "providers.json"), "utf8")).providers;
+  return JSON.parse(readFileSync(join(STANDIN_DIR, "providers.json"), "utf8")).providers
+    .map((p: StandinProvider) => ({ ...p, kind: "stand-in" }));
+}
+
+let real: RealProvider[] | undefined;
+
+/**
+ * The real providers, from tools/build.sh (which builds any that are missing from its cache; `npm
+ * test` runs it first, so here it only lists). Each is a HashiCorp provider named
+ * terraform-provider-<type>.
+ */
+export function realProviders(): RealProvider[] {
+  if (real) return real;
+  const out = execFileSync("bash", [buildScript()], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"], timeout: 1_800_000 });
+  return real = out.trim().split("\n").filter((l) => l.startsWith("terraform-provider-")).map((line) => {
+    const [name, version, binary] = line.split("\t");
+    return { namespace: "hashicorp", type: name.slice("terraform-provider-".length), version, kind: "real" as const, binary };
+  });
+}
+
+/** Every provider the mirror holds. */
+export function mirroredProviders(): MirroredProvider[] {
+  return [...realProviders(), ...standinProviders()];
 }
 
 let cached: TerraformEnv | undefined;
@@ -62,19 +107,26 @@ export function terraformEnv(): TerraformEnv {
 }
 
 function build(): TerraformEnv {
-  const dir = mkdtempSync(join(tmpdir(), "standin-tf-"));
+  const dir = mkdtempSync(join(tmpdir(), "tf-env-"));
   process.on("exit", () => rmSync(dir, { recursive: true, force: true }));
 
   const mirrorDir = join(dir, "mirror");
-  const providers = standinProviders();
-  for (const p of providers) {
-    const target = join(mirrorDir, "registry.terraform.io", p.namespace, p.type, p.version, "linux_amd64");
-    mkdirSync(target, { recursive: true });
-    const exe = join(target, `terraform-provider-${p.type}_v${p.version}`);
+  const target = (p: MirroredProvider) => {
+    const d = join(mirrorDir, "registry.terraform.io", p.namespace, p.type, p.version, "linux_amd64");
+    mkdirSync(d, { recursive: true });
+    return join(d, `terraform-provider-${p.type}_v${p.version}`);
+  };
+  for (const p of realProviders()) {
+    const exe = target(p);
+    try { linkSync(p.binary, exe); } catch { copyFileSync(p.binary, exe); chmodSync(exe, 0o755); }
+  }
+  for (const p of standinProviders()) {
+    const exe = target(p);
     // Node's path is stable on a machine, so the script (and the lock file's hash of it) is too.
     writeFileSync(exe, `#!/bin/sh\nexec ${sh(process.execPath)} ${sh(join(STANDIN_DIR, p.main))} "$@"\n`);
     chmodSync(exe, 0o755);
   }
+  const providers = mirroredProviders();
 
   const tlsDir = join(dir, "tls");
   mkdirSync(tlsDir, { mode: 0o700 });

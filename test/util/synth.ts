@@ -11,6 +11,7 @@ export interface Synthesized {
   data?: Record<string, Record<string, any>>;
   output?: Record<string, any>;
   provider?: Record<string, any>;
+  terraform?: Record<string, any>;
 }
 
 export function synth(stack: TerraformStack): Synthesized {

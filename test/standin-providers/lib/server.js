@@ -1,8 +1,9 @@
 // @ts-check
 /**
  * The plugin server every stand-in provider runs: go-plugin's handshake and AutoMTLS, Terraform's
- * plugin protocol 6 over gRPC, and the generic part of planning (defaults, unknown computed values,
- * requires_replace, destroy), so that each provider file holds only its schemas and behaviour.
+ * plugin protocol 6 over gRPC, schemas and validation. Schema only: planning, applying, reading and
+ * importing answer with the provider's `schemaOnly` reason, so each provider file holds only its
+ * schemas (and validators).
  *
  * How Terraform starts a provider (hashicorp/go-plugin client.go and server.go, read, not copied):
  *  - env TF_PLUGIN_MAGIC_COOKIE must carry Terraform's cookie; PLUGIN_PROTOCOL_VERSIONS lists the
@@ -15,13 +16,13 @@
  *    server requires Terraform's client certificate.
  *  - When done, Terraform calls plugin.GRPCController/Shutdown.
  */
-const { readFileSync, mkdtempSync, rmSync, appendFileSync } = require("fs");
+const { readFileSync, mkdtempSync, rmSync } = require("fs");
 const { execFileSync } = require("child_process");
 const { tmpdir } = require("os");
 const { join } = require("path");
 const grpc = require("@grpc/grpc-js");
 const { services } = require("./proto");
-const { UNKNOWN, decodeBlockValue, encodeBlockValue, fromStateJson, containsUnknown, equal } = require("./values");
+const { decodeBlockValue } = require("./values");
 
 // Terraform's go-plugin handshake cookie (hashicorp/terraform internal/plugin6/serve.go, MagicCookieValue).
 const MAGIC_COOKIE = "d602bf8f470bc67ca7faa0386276bbdd4330efaf76d1a219cb4d6991ca9872b2";
@@ -30,29 +31,15 @@ const MAGIC_COOKIE = "d602bf8f470bc67ca7faa0386276bbdd4330efaf76d1a219cb4d6991ca
  * @typedef {import("./values").Block} Block
  * @typedef {import("./values").Attribute} Attribute
  * @typedef {{ severity: "ERROR"|"WARNING", summary: string, detail?: string, attribute?: any }} Diagnostic
- * @typedef {{
- *   version?: number,
- *   schema: Block,
- *   defaults?: Record<string, any>,
- *   useStateForUnknown?: string[],
- *   replaceOn?: string[],
- *   requiresReplace?: (prior: any, planned: any, config: any) => string[],
- *   modifyPlan?: (planned: any, prior: any, config: any) => any,
- *   validate?: (config: any) => Diagnostic[],
- *   create?: (planned: any, config: any) => any,
- *   read?: (state: any) => any,
- *   update?: (prior: any, planned: any, config: any) => any,
- *   delete?: (prior: any) => void | Promise<void>,
- * }} ResourceType
- * @typedef {{ schema: Block, validate?: (config: any) => Diagnostic[], read?: (config: any) => DataResult | Promise<DataResult> }} DataSourceType
- * @typedef {{ state: any, diagnostics?: Diagnostic[] }} DataResult
+ * @typedef {{ version?: number, schema: Block, validate?: (config: any) => Diagnostic[] }} ResourceType
+ * @typedef {{ schema: Block, validate?: (config: any) => Diagnostic[] }} DataSourceType
  * @typedef {{
  *   name: string,
  *   providerSchema: Block,
  *   resources: Record<string, ResourceType>,
  *   dataSources: Record<string, DataSourceType>,
  *   validateConfig?: (config: any) => Diagnostic[],
- *   schemaOnly?: string,
+ *   schemaOnly: string,
  * }} ProviderDef
  */
 
@@ -93,7 +80,6 @@ function schemaToProto(block, version) {
 
 /** @param {ProviderDef} def */
 function makeHandlers(def) {
-  const dyn = (/** @type {any} */ v, /** @type {Block} */ block) => ({ msgpack: Buffer.from(encodeBlockValue(block, v)) });
   const val = (/** @type {any} */ dv, /** @type {Block} */ block) => (dv && dv.msgpack && dv.msgpack.length ? decodeBlockValue(dv.msgpack, block) : null);
   /** @param {string} t */
   const resource = (t) => {
@@ -107,7 +93,7 @@ function makeHandlers(def) {
     if (!d) throw new Error(`stand-in ${def.name}: no data source ${t}`);
     return d;
   };
-  const schemaOnly = () => [error(`stand-in ${def.name} provider: schema only`, def.schemaOnly ?? "")];
+  const schemaOnly = () => [error(`stand-in ${def.name} provider: schema only`, def.schemaOnly)];
 
   /** @type {Record<string, (req: any) => any>} */
   const h = {
@@ -140,86 +126,13 @@ function makeHandlers(def) {
       return { diagnostics: d.validate ? d.validate(val(req.config, d.schema)) : [] };
     },
 
-    UpgradeResourceState: (req) => {
-      const r = resource(req.type_name);
-      if (Number(req.version ?? 0) !== (r.version ?? 0)) {
-        return { diagnostics: [error(`stand-in ${def.name}: cannot upgrade ${req.type_name} state from schema version ${req.version ?? 0}`, "The stand-in only reads state written with its own (the real provider's current) schema version.")] };
-      }
-      const json = req.raw_state?.json?.length ? JSON.parse(Buffer.from(req.raw_state.json).toString("utf8")) : null;
-      return { upgraded_state: dyn(fromStateJson(r.schema, json), r.schema), diagnostics: [] };
-    },
-
-    ReadResource: async (req) => {
-      if (def.schemaOnly) return { diagnostics: schemaOnly() };
-      const r = resource(req.type_name);
-      const state = val(req.current_state, r.schema);
-      const next = r.read ? await r.read(state) : state;
-      return { new_state: dyn(next, r.schema), private: req.private, diagnostics: [] };
-    },
-
-    PlanResourceChange: (req) => {
-      if (def.schemaOnly) return { diagnostics: schemaOnly() };
-      const r = resource(req.type_name);
-      const prior = val(req.prior_state, r.schema);
-      const proposed = val(req.proposed_new_state, r.schema);
-      const config = val(req.config, r.schema);
-      if (proposed === null) return { planned_state: dyn(null, r.schema), requires_replace: [], diagnostics: [] }; // destroy
-      let planned = { ...proposed };
-      for (const a of r.schema.attributes) {
-        if (config[a.name] !== null) continue;
-        if (r.defaults && a.name in r.defaults) planned[a.name] = r.defaults[a.name];
-        else if (a.computed && prior === null) planned[a.name] = UNKNOWN;
-      }
-      if (r.modifyPlan) planned = r.modifyPlan(planned, prior, config);
-      /** @type {string[]} */
-      let replace = [];
-      if (prior !== null) {
-        replace = r.requiresReplace
-          ? r.requiresReplace(prior, planned, config)
-          : (r.replaceOn ?? []).filter((n) => !equal(prior[n], planned[n]));
-        // As terraform-plugin-framework does: a change makes computed-only values unknown, unless the
-        // attribute keeps its state (UseStateForUnknown).
-        const changed = r.schema.attributes.some((a) => !(a.computed && !a.optional) && !equal(prior[a.name], planned[a.name]));
-        if (changed) {
-          for (const a of r.schema.attributes) {
-            if (a.computed && config[a.name] === null && !(r.useStateForUnknown ?? []).includes(a.name) && !(r.defaults && a.name in r.defaults)) planned[a.name] = UNKNOWN;
-          }
-        }
-      }
-      return {
-        planned_state: dyn(planned, r.schema),
-        requires_replace: replace.map((n) => ({ steps: [{ attribute_name: n }] })),
-        planned_private: req.prior_private,
-        diagnostics: [],
-      };
-    },
-
-    ApplyResourceChange: async (req) => {
-      if (def.schemaOnly) return { diagnostics: schemaOnly() };
-      const r = resource(req.type_name);
-      const prior = val(req.prior_state, r.schema);
-      const planned = val(req.planned_state, r.schema);
-      const config = val(req.config, r.schema);
-      if (planned === null) {
-        if (r.delete) await r.delete(prior);
-        return { new_state: dyn(null, r.schema), diagnostics: [] };
-      }
-      const next = prior === null
-        ? (r.create ? await r.create(planned, config) : planned)
-        : (r.update ? await r.update(prior, planned, config) : planned);
-      if (containsUnknown(next)) throw new Error(`stand-in ${def.name}: ${req.type_name} left an unknown value after apply`);
-      return { new_state: dyn(next, r.schema), private: req.planned_private, diagnostics: [] };
-    },
-
-    ImportResourceState: (req) => ({ diagnostics: [error(`stand-in ${def.name}: import of ${req.type_name} is not supported`)] }),
-
-    ReadDataSource: async (req) => {
-      if (def.schemaOnly) return { diagnostics: schemaOnly() };
-      const d = dataSource(req.type_name);
-      const config = val(req.config, d.schema);
-      const { state, diagnostics } = d.read ? await d.read(config) : { state: config, diagnostics: [] };
-      return { state: state === null ? undefined : dyn(state, d.schema), diagnostics: diagnostics ?? [] };
-    },
+    // Schema only: anything that needs state or a real API answers with the provider's reason.
+    UpgradeResourceState: () => ({ diagnostics: schemaOnly() }),
+    ReadResource: () => ({ diagnostics: schemaOnly() }),
+    PlanResourceChange: () => ({ diagnostics: schemaOnly() }),
+    ApplyResourceChange: () => ({ diagnostics: schemaOnly() }),
+    ImportResourceState: () => ({ diagnostics: schemaOnly() }),
+    ReadDataSource: () => ({ diagnostics: schemaOnly() }),
 
     StopProvider: () => ({ Error: "" }),
   };
@@ -274,7 +187,6 @@ function serve(def) {
   const impl = {};
   for (const [name, fn] of Object.entries(handlers)) {
     impl[name] = (/** @type {any} */ call, /** @type {any} */ cb) => {
-      // Handlers may return a promise (local_command runs its command asynchronously).
       Promise.resolve().then(() => fn(call.request)).then((res) => cb(null, res), (e) => {
         const err = /** @type {Error} */ (e);
         process.stderr.write(`[ERROR] stand-in ${def.name} ${name}: ${err.stack}\n`);
@@ -299,9 +211,6 @@ function serve(def) {
       process.exit(1);
     }
     process.stdout.write(`1|6|tcp|127.0.0.1:${port}|grpc|${derBase64Unpadded(cert)}\n`);
-    // Per-process cost from Node's start to the handshake, for the measurements in the tests.
-    const timing = process.env.STANDIN_PROVIDER_TIMING_FILE;
-    if (timing) appendFileSync(timing, `${def.name} ${process.pid} ${performance.now().toFixed(1)}\n`);
   });
 
   // Terraform stops providers itself; Ctrl-C reaches the whole process group and is Terraform's to handle.
@@ -311,4 +220,4 @@ function serve(def) {
   setInterval(() => { if (process.ppid !== parent) process.exit(0); }, 1000).unref();
 }
 
-module.exports = { serve, error, UNKNOWN };
+module.exports = { serve, error };
