@@ -23,6 +23,11 @@ command -v go >/dev/null || { echo "tools/build.sh: go is not on PATH (Go >= 1.2
 export GOFLAGS=-mod=readonly CGO_ENABLED=0
 goversion=$(go env GOVERSION)
 
+# One build at a time per cache (two test workers may ask at once); the second finds it built.
+mkdir -p "$cache"
+exec 9>"$cache/.lock"
+flock -w 3600 9 || { echo "tools/build.sh: another build held $cache/.lock for an hour" >&2; exit 1; }
+
 # name | module (as in go.mod) | release it is | package to build, relative to the module root |
 # the -X setting the project's own release build passes (HashiCorp's providers: main.version;
 # OpenTofu's goreleaser: version.dev=no, which drops the "-dev" suffix)

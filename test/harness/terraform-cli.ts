@@ -2,7 +2,7 @@
  * A thin wrapper around the real `terraform` binary (1.11.4, from the machine image) for tests.
  * It runs Terraform in a synthesized stack directory (cdktf.out/stacks/<name>) on cdk.tf.json exactly
  * as cdktf wrote it: it never reads back, rewrites or adds configuration. Providers come from the
- * stand-in filesystem mirror (test/harness/terraform-env.ts), so `init` works offline.
+ * per-run filesystem mirror (test/harness/terraform-env.ts), so `init` works offline.
  *
  * State: cdktf's default local backend writes `terraform.<stack>.tfstate` into the working directory
  * *of the synthesizing process*, as an absolute path in the JSON (cdktf/lib/backends/local-backend.js).
@@ -80,6 +80,8 @@ export interface TerraformCliOptions {
   readonly env?: Record<string, string>;
   /** Per-command timeout. @default 600000 (10 min) */
   readonly timeoutMs?: number;
+  /** The CLI to run instead of `terraform` from PATH, e.g. OpenTofu's `tofu` (same commands and flags). */
+  readonly binary?: string;
 }
 
 export class TerraformError extends Error {
@@ -121,7 +123,7 @@ export class TerraformCli {
 
   /** @param stackDir a synthesized stack directory holding cdk.tf.json */
   constructor(readonly stackDir: string, options: TerraformCliOptions = {}) {
-    this.binary = terraformBinary();
+    this.binary = options.binary ?? terraformBinary();
     this.env = { ...terraformEnv().env, ...(options.env ?? {}) };
     this.timeoutMs = options.timeoutMs ?? 600_000;
   }
@@ -135,7 +137,7 @@ export class TerraformCli {
     return isAbsolute(path) ? path : resolve(this.stackDir, path);
   }
 
-  /** `terraform init -input=false`: providers from the stand-in mirror only; writes .terraform.lock.hcl. */
+  /** `terraform init -input=false`: providers from the test mirror only; writes .terraform.lock.hcl. */
   init(o: TfRunOptions = {}): Promise<TfResult> {
     return this.run(["init", "-input=false", "-no-color"], o);
   }

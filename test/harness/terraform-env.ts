@@ -29,6 +29,7 @@ import { tmpdir } from "os";
 import { dirname, join, resolve } from "path";
 
 export const STANDIN_DIR = resolve(__dirname, "..", "standin-providers");
+const REGISTRIES = ["registry.terraform.io", "registry.opentofu.org"];
 /** tools/build.sh of this checkout: two levels up from here, or more when compiled into bench/.build/. */
 function buildScript(): string {
   for (let d = resolve(__dirname, "..", ".."); d !== dirname(d); d = dirname(d)) {
@@ -77,20 +78,33 @@ export function standinProviders(): StandinProvider[] {
     .map((p: StandinProvider) => ({ ...p, kind: "stand-in" }));
 }
 
-let real: RealProvider[] | undefined;
+let built: Array<{ name: string; release: string; binary: string }> | undefined;
 
 /**
- * The real providers, from tools/build.sh (which builds any that are missing from its cache; `npm
- * test` runs it first, so here it only lists). Each is a HashiCorp provider named
- * terraform-provider-<type>.
+ * The programs tools/build.sh builds from their Go modules (it builds any that are missing from its
+ * cache; `npm test` runs it first, so here it only lists them).
  */
-export function realProviders(): RealProvider[] {
-  if (real) return real;
+export function builtTools(): Array<{ name: string; release: string; binary: string }> {
+  if (built) return built;
   const out = execFileSync("bash", [buildScript()], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"], timeout: 1_800_000 });
-  return real = out.trim().split("\n").filter((l) => l.startsWith("terraform-provider-")).map((line) => {
-    const [name, version, binary] = line.split("\t");
-    return { namespace: "hashicorp", type: name.slice("terraform-provider-".length), version, kind: "real" as const, binary };
+  return built = out.trim().split("\n").map((line) => {
+    const [name, release, binary] = line.split("\t");
+    return { name, release, binary };
   });
+}
+
+/** The real providers: each a HashiCorp provider named terraform-provider-<type> in builtTools(). */
+export function realProviders(): RealProvider[] {
+  return builtTools().filter((t) => t.name.startsWith("terraform-provider-")).map((t) => ({
+    namespace: "hashicorp", type: t.name.slice("terraform-provider-".length), version: t.release, kind: "real" as const, binary: t.binary,
+  }));
+}
+
+/** OpenTofu's `tofu`, built by tools/build.sh. */
+export function tofuBinary(): { release: string; binary: string } {
+  const t = builtTools().find((x) => x.name === "tofu");
+  if (!t) throw new Error("tools/build.sh built no tofu");
+  return t;
 }
 
 /** Every provider the mirror holds. */
@@ -111,20 +125,24 @@ function build(): TerraformEnv {
   process.on("exit", () => rmSync(dir, { recursive: true, force: true }));
 
   const mirrorDir = join(dir, "mirror");
-  const target = (p: MirroredProvider) => {
-    const d = join(mirrorDir, "registry.terraform.io", p.namespace, p.type, p.version, "linux_amd64");
+  // Each provider under both registries' host names: `hashicorp/local` means registry.terraform.io
+  // to Terraform and registry.opentofu.org to OpenTofu.
+  const targets = (p: MirroredProvider) => REGISTRIES.map((host) => {
+    const d = join(mirrorDir, host, p.namespace, p.type, p.version, "linux_amd64");
     mkdirSync(d, { recursive: true });
     return join(d, `terraform-provider-${p.type}_v${p.version}`);
-  };
+  });
   for (const p of realProviders()) {
-    const exe = target(p);
-    try { linkSync(p.binary, exe); } catch { copyFileSync(p.binary, exe); chmodSync(exe, 0o755); }
+    for (const exe of targets(p)) {
+      try { linkSync(p.binary, exe); } catch { copyFileSync(p.binary, exe); chmodSync(exe, 0o755); }
+    }
   }
   for (const p of standinProviders()) {
-    const exe = target(p);
-    // Node's path is stable on a machine, so the script (and the lock file's hash of it) is too.
-    writeFileSync(exe, `#!/bin/sh\nexec ${sh(process.execPath)} ${sh(join(STANDIN_DIR, p.main))} "$@"\n`);
-    chmodSync(exe, 0o755);
+    for (const exe of targets(p)) {
+      // Node's path is stable on a machine, so the script (and the lock file's hash of it) is too.
+      writeFileSync(exe, `#!/bin/sh\nexec ${sh(process.execPath)} ${sh(join(STANDIN_DIR, p.main))} "$@"\n`);
+      chmodSync(exe, 0o755);
+    }
   }
   const providers = mirroredProviders();
 
@@ -143,7 +161,7 @@ function build(): TerraformEnv {
     "provider_installation {",
     "  filesystem_mirror {",
     `    path    = ${JSON.stringify(mirrorDir)}`,
-    `    include = ["registry.terraform.io/*/*"]`,
+    `    include = ${JSON.stringify(REGISTRIES.map((r) => `${r}/*/*`))}`,
     "  }",
     "}",
     "",
