@@ -15,6 +15,7 @@ import { App, TerraformStack } from "cdktf";
 import { provider as localProvider, sensitiveFile } from "@cdktf/provider-local";
 import { localPath } from "../lib/constructs/local-path";
 import { synthesizeIn, TerraformCli } from "./harness/terraform-cli";
+import { requireMirroredVersion } from "./harness/terraform-env";
 
 const dirs: string[] = [];
 afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
@@ -36,6 +37,7 @@ function synthFiles(project: string, filenames: Record<string, () => string>): s
     const app = new App({ outdir: join(project, "cdktf.out") });
     const stack = new TerraformStack(app, "cluster");
     new localProvider.LocalProvider(stack, "local");
+    requireMirroredVersion(stack, "local");
     for (const [id, filename] of Object.entries(filenames)) {
       new sensitiveFile.SensitiveFile(stack, id, { filename: filename(), content: `kubeconfig for ${id}\n`, filePermission: "0600", directoryPermission: "0700" });
     }

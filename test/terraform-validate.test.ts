@@ -2,8 +2,8 @@
  * `terraform validate` (the real binary) passes for every stack of both examples, on cdk.tf.json
  * exactly as cdktf synthesized it: examples/article-cluster (cluster, mesh) and
  * examples/multi-provider (cluster with DigitalOcean and Google resources, mesh). Providers come from
- * the per-run mirror (test/harness/terraform-env.ts): the real random and local providers, and
- * schema-only stand-ins for kubernetes, google and digitalocean; `terraform init` runs offline and
+ * the per-run mirror (test/harness/terraform-env.ts): the real random, local and kubernetes providers,
+ * and schema-only stand-ins for the example's google and digitalocean; `terraform init` runs offline and
  * locks exactly the providers each stack requires.
  *
  * The stacks read the operator's SSH key with file(pathexpand("~/.ssh/id_ed25519")), which validate
@@ -20,7 +20,7 @@ import { App, TerraformOutput, TerraformStack, TerraformVariable } from "cdktf";
 import { buildArticleCluster } from "../examples/article-cluster/main";
 import { shq } from "../lib/render/shell";
 import { synthesizeIn, TerraformCli, TfResult } from "./harness/terraform-cli";
-import { mirroredProviders } from "./harness/terraform-env";
+import { mirroredProviders, requireMirroredVersion } from "./harness/terraform-env";
 
 const work = mkdtempSync(join(tmpdir(), "tf-validate-"));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -78,8 +78,8 @@ describe("examples/article-cluster", () => {
     await initAndValidate(`article ${name}`, join(out, "stacks", name));
   }, 180_000);
 
-  // The cluster stack's providers are all real, so it can be planned offline (the mesh stack
-  // cannot: the kubernetes stand-in is schema only).
+  // The cluster stack can be planned offline; the mesh stack needs a live API at plan time
+  // (test/mesh-api.test.ts plans and applies it against one).
   test("stack cluster: terraform plan adds every resource; the credentials fetch is read during apply", async () => {
     const stackDir = join(out, "stacks", "cluster");
     const json = JSON.parse(readFileSync(stackDir + "/cdk.tf.json", "utf8"));
@@ -130,8 +130,7 @@ describe("shell quoting of Terraform values (lib/render/shell.ts shq), on real T
     const out = synth("quoting", (app) => {
       const stack = new TerraformStack(app, "quoting");
       new localProvider.LocalProvider(stack, "local");
-      // The bindings pin local 2.6.1; the tests' real local provider is 2.9.0 (see tools/README.md).
-      stack.addOverride("terraform.required_providers.local.version", "~> 2.6");
+      requireMirroredVersion(stack, "local");
       const value = new TerraformVariable(stack, "value", { type: "string" });
       const cmd = new dataLocalCommand.DataLocalCommand(stack, "echo", { command: "sh", arguments: ["-c", `printf %s ${shq(value.stringValue)}`] });
       new TerraformOutput(stack, "printed", { value: cmd.stdout });

@@ -50,11 +50,20 @@ export class TerraformData extends TerraformResource {
 type ProviderName = "local" | "random";
 
 /**
- * Narrower version constraints than the prebuilt bindings declare, where the constructs use
- * something a newer release added: local's `local_command` data source is in 2.6.0 and later
- * (the bindings say `~> 2.1`, so an older lock file would fail at plan with an unknown data source).
+ * Version constraints other than the prebuilt bindings' exact pins, where the constructs need a
+ * newer release or are tested on one (tools/README.md):
+ * - local: the `local_command` data source is in 2.6.0 and later;
+ * - kubernetes: the mesh stack's `kubernetes_manifest` and `kubernetes_annotations` are tested
+ *   against a real API with provider 3.2.1 (no 2.x release could be built for the tests), and the
+ *   bindings were generated from 2.38.0, whose schemas for both are the ones 3.x kept.
  */
-const PROVIDER_CONSTRAINTS: Partial<Record<ProviderName, string>> = { local: "~> 2.6" };
+const PROVIDER_CONSTRAINTS: Record<string, string> = { local: "~> 2.6", kubernetes: ">= 2.38.0, < 4.0.0" };
+
+/** Apply PROVIDER_CONSTRAINTS[name] to the stack of `scope` (whoever configured the provider). */
+export function constrainProvider(scope: IConstruct, name: string): void {
+  const constraint = PROVIDER_CONSTRAINTS[name];
+  if (constraint) TerraformStack.of(scope).addOverride(`terraform.required_providers.${name}.version`, constraint);
+}
 
 /**
  * Make sure the stack has a (default, unaliased) provider for `name`, creating one at stack level
@@ -62,8 +71,7 @@ const PROVIDER_CONSTRAINTS: Partial<Record<ProviderName, string>> = { local: "~>
  */
 export function ensureProvider(scope: IConstruct, name: ProviderName): void {
   const stack = TerraformStack.of(scope);
-  const constraint = PROVIDER_CONSTRAINTS[name];
-  if (constraint) stack.addOverride(`terraform.required_providers.${name}.version`, constraint);
+  constrainProvider(scope, name);
   const has = stack.node.findAll().some((c) =>
     c instanceof TerraformProvider && c.terraformResourceType === name && c.alias === undefined);
   if (has) return;

@@ -20,6 +20,7 @@ import {
 } from "../render/kilo-manifests";
 import { KILO_IMAGE, WIREGUARD_GO_IMAGE } from "../versions";
 import { missingMembers } from "./cluster-checks";
+import { constrainProvider, fingerprint } from "./internal";
 import { K3sAgent } from "./k3s-agent";
 import { K3sNode } from "./k3s-node";
 import { K3sServer } from "./k3s-server";
@@ -147,6 +148,22 @@ function providerAlias(path: string): string {
   return /^[A-Za-z_]/.test(alias) ? alias : `_${alias}`;
 }
 
+/**
+ * The DaemonSet with an annotation that changes exactly when its pod template does. The API server
+ * bumps the DaemonSet's `deprecated.daemonset.template.generation` annotation on every template
+ * change, and the kubernetes provider plans annotations the configuration does not name from the
+ * last state, so an update failed with "Provider produced inconsistent result after apply" (found
+ * on a real API, test/mesh-api.test.ts). With an annotation of ours that changes too, the provider
+ * plans the annotations as unknown on those updates. Values only Terraform knows are digested by it.
+ */
+function withTemplateDigest(ds: KubeObject): KubeObject {
+  const fp = fingerprint(JSON.stringify((ds as any).spec.template));
+  const digest = fp.values === undefined ? fp.text : `${fp.text}-${fp.values}`;
+  return { ...ds, metadata: { ...(ds as any).metadata, annotations: { [TEMPLATE_DIGEST_ANNOTATION]: digest } } } as KubeObject;
+}
+
+const TEMPLATE_DIGEST_ANNOTATION = "cdktf-k3s-kilo/pod-template-digest";
+
 /** Configuration of the Kubernetes provider, from the server's outputs. */
 function providerFor(scope: Construct, id: string, server: K3sServer): k8sProvider.KubernetesProvider {
   return new k8sProvider.KubernetesProvider(scope, id, {
@@ -217,6 +234,7 @@ export class KiloMesh extends Construct {
       for (const n of this.nodes) if (n instanceof K3sNode && n.stack !== stack && n.stack !== server.stack) stack.addDependency(n.stack);
     }
     this.kubernetesProvider = props.kubernetesProvider ?? providerFor(this, "kubernetes", server);
+    constrainProvider(this, "kubernetes");
     const provider = this.kubernetesProvider;
 
     const settings: KiloSettings = {
@@ -277,7 +295,7 @@ export class KiloMesh extends Construct {
     }
 
     const timeout = props.rolloutTimeout ?? "10m";
-    this.daemonSet = apply("daemonset", kiloDaemonSet(settings),
+    this.daemonSet = apply("daemonset", withTemplateDigest(kiloDaemonSet(settings)),
       [this.peerCrd, serviceAccount, binding, configMap, ...annotated], {
         // Bounded: a node that cannot run Kilo fails the deploy instead of hanging it.
         wait: { rollout: true },
@@ -498,6 +516,7 @@ export class KiloPeers extends Construct {
       stack.addDependency(props.mesh.stack);
     }
     this.kubernetesProvider = props.kubernetesProvider ?? providerFor(this, "kubernetes", props.mesh.server);
+    constrainProvider(this, "kubernetes");
     this.node.addValidation({ validate: () => this.validatePeers(props) });
     for (const p of props.peers ?? []) this.addPeer(p);
   }

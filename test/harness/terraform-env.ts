@@ -4,9 +4,9 @@
  * mirror, so `terraform init` works offline and writes a lock file.
  *
  * Which providers: the real ones that tools/build.sh builds from their Go modules (hashicorp/random,
- * hashicorp/local; `hashicorp/null` is no longer used by the library), and schema-only stand-ins
- * (test/standin-providers/) for the three whose releases the Go module proxy does not serve:
- * hashicorp/kubernetes, and examples/multi-provider's hashicorp/google and digitalocean/digitalocean.
+ * hashicorp/local, hashicorp/kubernetes; `hashicorp/null` is no longer used by the library), and
+ * schema-only stand-ins (test/standin-providers/) for examples/multi-provider's hashicorp/google and
+ * digitalocean/digitalocean, whose releases the Go module proxy does not serve.
  *
  * Built once per test process in a temp dir, removed when the process exits. The machine's own
  * TF_CLI_CONFIG_FILE (/root/.terraformrc, which does not exist) is overridden.
@@ -105,6 +105,17 @@ export function tofuBinary(): { release: string; binary: string } {
   const t = builtTools().find((x) => x.name === "tofu");
   if (!t) throw new Error("tools/build.sh built no tofu");
   return t;
+}
+
+/**
+ * For a test stack that configures a provider itself, without the constructs (which widen local to
+ * `~> 2.6`): require the version the mirror holds, where the prebuilt bindings pin another (local
+ * 2.6.1, which the Go module proxy does not serve; tools/README.md).
+ */
+export function requireMirroredVersion(stack: { addOverride(path: string, value: unknown): void }, type: string): void {
+  const p = realProviders().find((x) => x.type === type);
+  if (!p) throw new Error(`no real provider ${type} in the mirror`);
+  stack.addOverride(`terraform.required_providers.${type}.version`, p.version);
 }
 
 /** Every provider the mirror holds. */
