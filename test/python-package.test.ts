@@ -262,12 +262,12 @@ describe("the Python package (jsii-pacmak wheel, installed in a new virtualenv)"
       runAsync(python, ["main.py"], project, { ...JSII_ENV, CDKTF_OUTDIR: docsOut() }, 600_000)
         .then((r) => { timings.push(["python: docs/python.md's main.py", (Date.now() - started) / 1000]); return r; }),
     ]);
-    await timed("typescript: examples/article-cluster/main.ts (in process)", () => {
+    const tsApp = timed("typescript: examples/article-cluster/main.ts (in process)", () => {
       const app = new App({ outdir: tsOut() });
       buildArticleCluster(app);
       app.synth();
     });
-    await pyApps;
+    await Promise.all([pyApps, tsApp]); // one await, so neither side's failure goes unhandled
     ready = true;
   }, 2_400_000);
 
