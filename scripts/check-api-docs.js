@@ -1,22 +1,37 @@
 #!/usr/bin/env node
-// Fails when API.md differs from what jsii-docgen makes of the current .jsii assembly.
-// Run after `npm run compile`; fix a failure with `npm run docgen` and commit API.md.
+// Fails when API.md (TypeScript) or API.python.md (Python) differs from what jsii-docgen makes of
+// the current .jsii assembly. Run after `npm run compile`; fix a failure with `npm run docgen` and
+// commit both files.
 const { execFileSync } = require("child_process");
 const { mkdtempSync, readFileSync, rmSync } = require("fs");
 const { tmpdir } = require("os");
 const { join } = require("path");
 
+// The committed file and the jsii-docgen language that renders it (the `docgen` script's pairs).
+const DOCS = [
+  ["API.md", "typescript"],
+  ["API.python.md", "python"],
+];
+
 const dir = mkdtempSync(join(tmpdir(), "api-docs-"));
 try {
-  const fresh = join(dir, "API.md");
-  execFileSync(require.resolve("jsii-docgen/bin/jsii-docgen"), ["-o", fresh], { stdio: "inherit" });
-  let committed = "";
-  try { committed = readFileSync("API.md", "utf8"); } catch { /* missing counts as stale */ }
-  if (readFileSync(fresh, "utf8") !== committed) {
-    console.error("API.md is stale: run `npm run docgen` and commit API.md.");
+  const stale = [];
+  for (const [file, language] of DOCS) {
+    const fresh = join(dir, file);
+    execFileSync(require.resolve("jsii-docgen/bin/jsii-docgen"), ["-l", language, "-o", fresh], {
+      stdio: "inherit",
+      env: { ...process.env, JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION: "20" },
+      timeout: 300_000,
+    });
+    let committed = "";
+    try { committed = readFileSync(file, "utf8"); } catch { /* missing counts as stale */ }
+    if (readFileSync(fresh, "utf8") !== committed) stale.push(file);
+  }
+  if (stale.length > 0) {
+    console.error(`${stale.join(" and ")} ${stale.length > 1 ? "are" : "is"} stale: run \`npm run docgen\` and commit ${stale.join(" and ")}.`);
     process.exit(1);
   }
-  console.log("API.md is up to date.");
+  console.log(`${DOCS.map(([f]) => f).join(" and ")} are up to date.`);
 } finally {
   rmSync(dir, { recursive: true, force: true });
 }
