@@ -15,6 +15,7 @@ import {
 import { renderConvergeCall, renderConvergeProgram, renderSharedSources, sharedSources } from "../render/ufw-script";
 import { TerraformData, fingerprint, terraformLiteral } from "./internal";
 import { missingMembers, serversOf } from "./cluster-checks";
+import { reportAtSynth } from "./synth-output";
 import { K3sNode, NodeRole } from "./k3s-node";
 import { K3sServer } from "./k3s-server";
 import { KiloMesh } from "./kilo-mesh";
@@ -109,6 +110,7 @@ export class PeerFirewall extends Construct {
     const listed = props.nodes ?? (props.server instanceof K3sServer ? props.server.clusterNodes : []);
     this.nodes = [...new Set(listed.filter((n) => n instanceof K3sNode && !n.decommissioned))];
     this.node.addValidation({ validate: () => this.validateProps(props) });
+    reportAtSynth(this);
     if (!props.adminCidrs || props.adminCidrs.length === 0) {
       Annotations.of(this).addWarning(
         `PeerFirewall "${this.node.path}": no adminCidrs, so SSH (22/tcp, rate-limited) stays open to the whole Internet on every node. ` +
