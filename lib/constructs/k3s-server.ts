@@ -2,7 +2,7 @@
  * K3sServer: the control plane on one host, Kilo-ready, with its tokens generated here and its
  * admin kubeconfig and CA-pinned agent join token read back through Terraform.
  */
-import { Fn, Lazy, TerraformOutput, TerraformStack, Token } from "cdktf";
+import { Annotations, Aspects, Fn, Lazy, TerraformOutput, TerraformStack, Token } from "cdktf";
 import { Construct } from "constructs";
 import * as dataLocalCommand from "@cdktf/provider-local/lib/data-local-command";
 import * as dataLocalSensitiveFile from "@cdktf/provider-local/lib/data-local-sensitive-file";
@@ -13,7 +13,7 @@ import * as v from "../host/validate";
 import { serverConfig } from "../render/k3s-config";
 import { renderDrainScript, renderUninstallScript } from "../render/uninstall-script";
 import { ensureProvider, terraformLiteral } from "./internal";
-import { duplicateAddresses, haErrors, requireHost } from "./cluster-checks";
+import { duplicateAddresses, haErrors, haWarnings, requireHost } from "./cluster-checks";
 import { localPath } from "./local-path";
 import { K3sNode, K3sNodeProps, NodeRole } from "./k3s-node";
 import { join } from "path";
@@ -212,6 +212,8 @@ export class K3sServer extends K3sNode {
     this.clusterRoot = root;
     this.rolloutOptions = props.rollout ?? {};
     this.node.addValidation({ validate: () => this.validateServer(props) });
+    // At synth, once every server of the cluster exists.
+    if (root === this) Aspects.of(this).add({ visit: (c) => { if (c === this) for (const w of haWarnings(this)) Annotations.of(this).addWarning(w); } });
     const h = this.host;
 
     if (root === this) {
