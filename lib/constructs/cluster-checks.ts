@@ -3,6 +3,8 @@
  * list each PeerFirewall and KiloMesh covers, settings that must agree between them, duplicate
  * addresses, version skew. Each returns messages in the bad-input style (construct, field, fix).
  */
+import { DefaultTokenResolver, StringConcat, TerraformOutput, TerraformStack, Tokenization } from "cdktf";
+import { IConstruct } from "constructs";
 import * as v from "../host/validate";
 import { K3sNode } from "./k3s-node";
 import { K3sServer } from "./k3s-server";
@@ -213,4 +215,58 @@ export function requireHostAndServer(agent: K3sNode, props: { host?: unknown; se
   if (!(props.server instanceof K3sServer)) {
     throw new Error(`K3sAgent "${agent.node.path}": server: pass the K3sServer construct this agent joins`);
   }
+}
+
+/** A sensitive source of a cluster: the resource or data source its values are read from, and what to call them. */
+export interface SensitiveSource {
+  /** Its address is `fqn` (`data.local_sensitive_file.server_credentials-secrets_1A2B3C4D`). */
+  readonly element: IConstruct & { readonly fqn: string };
+  /** What the user passed, by the field read from the source (or "" for the whole source). */
+  readonly names: Record<string, string>;
+}
+
+const resolveIn = (scope: IConstruct, value: unknown) =>
+  Tokenization.resolve(value, { scope: TerraformStack.of(scope), resolver: new DefaultTokenResolver(new StringConcat()), preparing: false });
+
+/**
+ * TerraformOutputs of the whole app (any stack) that show one of the clusters' sensitive values
+ * (kubeconfig, client key and certificate, tokens, the datastore endpoint) without `sensitive: true`.
+ * Terraform refuses them only at validate/plan ("Output refers to sensitive values"); here they
+ * fail the synth, naming the output and the fix. An output that calls nonsensitive() is the
+ * user's decision and is left alone. A value from another stack reaches an output through
+ * cdktf's remote-state lookup, which this check cannot follow.
+ */
+export function sensitiveOutputErrors(where: string, app: IConstruct, sources: SensitiveSource[]): string[] {
+  const errors: string[] = [];
+  const addresses = sources.map((src) => ({ ...src, address: String(resolveIn(src.element, src.element.fqn)).replace(/^\$\{(.*)\}$/, "$1") }));
+  for (const o of app.node.findAll()) {
+    if (!TerraformOutput.isTerraformOutput(o)) continue;
+    let text: string | undefined;
+    try {
+      // As synthesized: overrides applied, a resource given as value turned into its address.
+      const body = resolveIn(o, Object.values(o.toTerraform().output)[0]);
+      if (body?.sensitive === true) continue;
+      text = JSON.stringify(body?.value);
+    } catch {
+      continue;
+    }
+    if (text === undefined || /\bnonsensitive\(/.test(text)) continue;
+    const found = new Set<string>();
+    for (const src of addresses) {
+      // A JSON source is read as jsondecode(<address>.content).<field> (cdktf's form of
+      // lookup(jsondecode(…), "<field>", "")): name the field.
+      const uses = new RegExp(`${src.address.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}\\.\\w+(?:\\)\\.(\\w+)|\\), \\\\?"(\\w+)\\\\?")?`, "g");
+      for (const m of text.matchAll(uses)) {
+        const field = m[1] ?? m[2];
+        const named = (field !== undefined ? src.names[field] : undefined) ?? src.names[""];
+        if (named) found.add(named);
+      }
+    }
+    if (found.size === 0 && /(^|[^A-Za-z0-9_])sensitive\(/.test(text)) found.add("a value marked sensitive (sensitive(...))");
+    if (found.size === 0) continue;
+    errors.push(`${where}: TerraformOutput "${o.node.path}" (output "${o.friendlyUniqueId}") shows ${[...found].join(" and ")} without sensitive: true, ` +
+      "so terraform validate and plan would fail with \"Output refers to sensitive values\". " +
+      "Add sensitive: true to that TerraformOutput (new TerraformOutput(scope, id, { value, sensitive: true })); read it with terraform output -raw <name>");
+  }
+  return errors;
 }
