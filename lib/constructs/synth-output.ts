@@ -63,16 +63,21 @@ function printWarnings(stack: TerraformStack): void {
  */
 function printErrors(stack: TerraformStack): void {
   const errors: Array<{ path: string; message: string }> = [];
-  try {
-    for (const c of stack.node.findAll()) for (const message of c.node.validate()) errors.push({ path: c.node.path, message });
-  } catch {
-    return;
-  }
+  for (const c of stack.node.findAll()) for (const message of c.node.validate()) errors.push({ path: c.node.path, message });
   errors.push(...annotations(stack, AnnotationMetadataEntryType.ERROR));
   if (errors.length === 0) return;
   process.stderr.write(`Synth failed: ${errors.length} error${errors.length === 1 ? "" : "s"} in stack "${stack.node.id}":\n` +
     errors.map((e) => line("ERROR", e.path, e.message)).join("") +
     "(cdktf's report of the same errors follows)\n");
+}
+
+/** Printing is a courtesy: it never changes what the synth does or throws. */
+function quietly(print: () => void): void {
+  try {
+    print();
+  } catch {
+    // nothing to add: the synth's own outcome stands
+  }
 }
 
 /**
@@ -89,10 +94,10 @@ export function reportAtSynth(scope: IConstruct): void {
       try {
         inner.synthesize(session);
       } catch (e) {
-        if (!session.skipValidation) printErrors(stack);
+        if (!session.skipValidation) quietly(() => printErrors(stack));
         throw e;
       }
-      printWarnings(stack);
+      quietly(() => printWarnings(stack));
     },
   };
 }
