@@ -120,9 +120,22 @@ describe("the packed package in a new consumer project (README steps, verbatim)"
     expect(installLog).not.toMatch(/EBADENGINE|ERESOLVE|peer dep/i);
   });
 
+  /** Each synth warning manifest.json keeps appears in `output` exactly once, as `WARN [construct path]: message`. */
+  const expectWarningsOnce = (output: string, outdir: string) => {
+    const manifest = JSON.parse(readFileSync(join(outdir, "manifest.json"), "utf8"));
+    const warnings = Object.values<any>(manifest.stacks).flatMap((s) => s.annotations ?? [])
+      .filter((a: any) => a.level === "@cdktf/warn").map((a: any) => `WARN [${a.constructPath}]: ${a.message}`);
+    expect(warnings.join("\n")).toMatch(/^WARN \[cluster\]: cdktf-k3s-kilo: SSH host keys not pinned/m);
+    // eslint-disable-next-line no-control-regex
+    const lines = output.replace(/\x1b\[[0-9;]*[A-Za-z]/g, "").split("\n").map((l) => l.trim());
+    for (const w of warnings) expect([w, lines.filter((l) => l === w).length]).toEqual([w, 1]);
+  };
+
   const synthAndCheck = (outdir: string, env: NodeJS.ProcessEnv = {}) => {
     const app = JSON.parse(readFileSync(join(project, "cdktf.json"), "utf8")).app as string;
-    run("bash", ["-euo", "pipefail", "-c", app], project, { ...NPM_ENV, ...env, CDKTF_OUTDIR: outdir });
+    const output = run("bash", ["-euo", "pipefail", "-c", app], project, { ...NPM_ENV, ...env, CDKTF_OUTDIR: outdir });
+    // `node main.js` prints the synth warnings (stderr), each once.
+    expectWarningsOnce(output, outdir);
     const manifest = JSON.parse(readFileSync(join(outdir, "manifest.json"), "utf8"));
     expect(Object.keys(manifest.stacks).sort()).toEqual(["cluster", "mesh"]);
     expect(manifest.stacks.mesh.dependencies).toEqual(["cluster"]);
@@ -143,6 +156,7 @@ describe("the packed package in a new consumer project (README steps, verbatim)"
     expect(existsSync(join(project, "cdktf.out"))).toBe(false);
     // The command shipped with the package reads the synthesized output.
     const report = run("npx", ["cdktf-k3s-kilo-report", out], project, NPM_ENV);
+    expectWarningsOnce(report, out);
     expect(report).toMatch(/agent-1 +agent +203\.0\.113\.12/);
     expect(report).toMatch(/mesh: Kilo, full granularity, 3 WireGuard tunnels/);
     expect(existsSync(join(out, "cluster-report.md"))).toBe(true);
@@ -189,10 +203,13 @@ describe("the packed package in a new consumer project (README steps, verbatim)"
 
   if (process.env.CONSUMER_TEST_CDKTF_CLI === "1") {
     test("npx --package cdktf-cli@0.21.0 cdktf synth, as the README shows", () => {
-      run("npx", ["--yes", "--package", "cdktf-cli@0.21.0", "cdktf", "synth", "--output", "cli-out"], project,
+      const output = run("npx", ["--yes", "--package", "cdktf-cli@0.21.0", "cdktf", "synth", "--output", "cli-out"], project,
         { ...NPM_ENV, CHECKPOINT_DISABLE: "1", CDKTF_DISABLE_PLUGIN_CACHE_ENV: "1" }, 600_000);
       const manifest = JSON.parse(readFileSync(join(project, "cli-out", "manifest.json"), "utf8"));
       expect(Object.keys(manifest.stacks).sort()).toEqual(["cluster", "mesh"]);
+      // The CLI prints manifest.json's warnings; the app, which it runs with
+      // CDKTF_CONTINUE_SYNTH_ON_ERROR_ANNOTATIONS=true, adds none: each once.
+      expectWarningsOnce(output, join(project, "cli-out"));
     }, 900_000);
   }
 });

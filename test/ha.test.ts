@@ -255,11 +255,66 @@ describe("HA validation (bad input)", () => {
     expect(validationErrors(build()).join("\n")).toMatch(message);
   });
 
-  test("an even number of etcd servers is a warning, not an error", () => {
+  test("an even number of etcd servers is a warning (added at synth), not an error", () => {
     const { stack } = haCluster({ servers: 2 });
     expect(validationErrors(stack)).toEqual([]);
+    synth(stack);
     expect(warningsOf(stack)).toMatch(/K3sServer "cluster\/server-0": cluster: 2 servers with embedded etcd: etcd needs a majority \(2 of 2\).*Use 1 or 3/);
-    expect(warningsOf(haCluster({ servers: 3 }).stack)).not.toMatch(/embedded etcd/);
+    const three = haCluster({ servers: 3 }).stack;
+    synth(three);
+    expect(warningsOf(three)).not.toMatch(/etcd needs a majority/);
+  });
+});
+
+describe("embedded etcd and locations (K3s supports embedded etcd within one location only)", () => {
+  /** Three servers at the given locations (undefined: none), embedded etcd unless `datastore`. */
+  function servers(locations: Array<string | undefined>, datastore = false) {
+    const { stack } = newStack();
+    const first = new K3sServer(stack, "server-0", {
+      host: { address: "203.0.113.10", ssh, location: locations[0] },
+      datastoreEndpoint: datastore ? new TerraformVariable(stack, "datastore", { sensitive: true }).stringValue : undefined,
+    });
+    locations.slice(1).forEach((location, i) =>
+      new K3sServer(stack, `server-${i + 1}`, { join: first, host: { address: `203.0.113.${11 + i}`, ssh, location } }));
+    expect(validationErrors(stack)).toEqual([]); // a warning, never an error
+    synth(stack);
+    return warningsOf(stack);
+  }
+  const acrossLocations = /K3s does not support embedded etcd across locations/;
+
+  test("servers in different locations: a warning naming them, pointing to one location or an external datastore", () => {
+    const w = servers(["hetzner-fsn1", "do-fra1", "hetzner-fsn1"]);
+    expect(w).toMatch(/K3sServer "cluster\/server-0": cluster: its 3 embedded etcd servers are in 2 locations \("hetzner-fsn1", "do-fra1"\)\. K3s does not support embedded etcd across locations/);
+    expect(w).toMatch(/docs\.k3s\.io, "Distributed hybrid or multicloud cluster"/);
+    expect(w).toMatch(/Put every server in one location .* or use an external datastore \(datastoreEndpoint on the first server\)/);
+  });
+
+  test("servers without a location: a warning naming them (nothing says they share a network)", () => {
+    expect(servers([undefined, undefined, undefined])).toMatch(
+      /cluster\/server-0, cluster\/server-1, cluster\/server-2 give no host\.location, so nothing says its 3 embedded etcd servers share a network\. K3s does not support/);
+    expect(servers(["fsn1", "fsn1", undefined])).toMatch(/cluster\/server-2 gives no host\.location/);
+    expect(servers(["fsn1", "fra1", undefined])).toMatch(/in 2 locations \("fsn1", "fra1"\) and cluster\/server-2 give none/);
+  });
+
+  test("no warning: every server in one location, an external datastore, or a single server", () => {
+    expect(servers(["fsn1", "fsn1", "fsn1"])).not.toMatch(acrossLocations);
+    expect(servers(["fsn1", "fra1", "nbg1"], true)).not.toMatch(acrossLocations);
+    expect(servers([undefined])).not.toMatch(acrossLocations);
+  });
+
+  test("the warning is printed once when the app synthesizes", () => {
+    const { app, stack } = newStack();
+    const first = new K3sServer(stack, "server-0", { host: { address: "203.0.113.10", ssh, location: "a" } });
+    new K3sServer(stack, "server-1", { join: first, host: { address: "203.0.113.11", ssh, location: "b" } });
+    new K3sServer(stack, "server-2", { join: first, host: { address: "203.0.113.12", ssh, location: "b" } });
+    const err: string[] = [];
+    const write = jest.spyOn(process.stderr, "write").mockImplementation((chunk: any) => { err.push(String(chunk)); return true; });
+    try {
+      app.synth();
+    } finally {
+      write.mockRestore();
+    }
+    expect(err.join("").match(/K3s does not support embedded etcd across locations/g)).toHaveLength(1);
   });
 });
 
@@ -431,6 +486,8 @@ describe("the HA example", () => {
       expect(validationErrors(mesh)).toEqual([]);
       app.synth();
       expect(servers[0].clusterNodes).toHaveLength(8);
+      // Its servers share one location: embedded etcd as K3s supports it, no warning.
+      expect(warningsOf(cluster)).not.toMatch(/K3s does not support embedded etcd across locations/);
       const out = synth(cluster);
       expect(installConfig(out, "server-b").server).toBe("https://k8s.example.com:6443");
       expect(provisioners(resourceOf(out, "terraform_data", "agent-1_install"))[0].inline[0]).toContain("MAX_UNAVAILABLE=2");

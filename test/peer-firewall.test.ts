@@ -2,7 +2,10 @@
  * PeerFirewall at synth: one converge step per node, its trigger a digest of that node's rules
  * only, ordered before the node's K3s install without ever re-running it, and validation.
  */
-import { Fn, TerraformVariable } from "cdktf";
+import { mkdtempSync, rmSync } from "fs";
+import { tmpdir } from "os";
+import { join } from "path";
+import { App, Fn, TerraformStack, TerraformVariable } from "cdktf";
 import { K3sAgent, K3sServer, PeerFirewall, Protocol, RuleAction, TrafficDirection } from "../lib";
 import { PeerFirewallProps } from "../lib/constructs/peer-firewall";
 import { logicalId, newStack, provisioners, resourceOf, synth, validationErrors } from "./util/synth";
@@ -272,5 +275,41 @@ describe("PeerFirewall", () => {
     });
     const errors = validationErrors(stack).filter((e) => e.startsWith("PeerFirewall"));
     expect(errors).toEqual(['PeerFirewall "cluster/empty": nodes: give the cluster\'s server (server: every agent that joins it is covered) or every K3sServer and K3sAgent of the cluster']);
+  });
+
+  describe("a firewall and its nodes in different stacks: the advice given synthesizes", () => {
+    /** A server in "cluster", one agent in `agentStack`, the firewall in `firewallStack`; synthesizes into a temporary directory. */
+    function build(agentStack: "cluster" | "workers", firewallStack: "cluster" | "workers") {
+      const outdir = mkdtempSync(join(tmpdir(), "firewall-stacks-"));
+      const app = new App({ outdir });
+      const stacks = { cluster: new TerraformStack(app, "cluster"), workers: new TerraformStack(app, "workers") };
+      new TerraformVariable(stacks.workers, "unused", {}); // the workers stack exists whether or not a node is there
+      const server = new K3sServer(stacks.cluster, "server", { host: { address: "203.0.113.10", ssh } });
+      new K3sAgent(stacks[agentStack], "agent-0", { server, host: { address: "203.0.113.11", ssh } });
+      new PeerFirewall(stacks[firewallStack], "firewall", { server, adminCidrs: [ADMIN] });
+      const silenced = jest.spyOn(process.stderr, "write").mockImplementation(() => true);
+      try {
+        app.synth();
+        return undefined;
+      } catch (e) {
+        return String((e as Error).message);
+      } finally {
+        silenced.mockRestore();
+        rmSync(outdir, { recursive: true, force: true });
+      }
+    }
+
+    test("nodes in two stacks: move the agents to their server's stack, and the firewall there too", () => {
+      const error = build("workers", "workers");
+      expect(error).toMatch(/PeerFirewall "workers\/firewall": nodes: its nodes are in 2 stacks, "cluster" \(cluster\/server\) and "workers" \(workers\/agent-0\), but a firewall and the nodes it covers must share one: .*\(a circular dependency\)\. Create workers\/agent-0 in stack "cluster", the stack of cluster\/server \(an agent belongs in its server's stack\), and this firewall there too/);
+      expect(build("workers", "cluster")).toMatch(/PeerFirewall "cluster\/firewall": nodes: its nodes are in 2 stacks, .*Create workers\/agent-0 in stack "cluster", the stack of cluster\/server \(an agent belongs in its server's stack\)$/m);
+      // Following it synthesizes.
+      expect(build("cluster", "cluster")).toBeUndefined();
+    });
+
+    test("every node in one stack, the firewall in another: create the firewall beside them, which synthesizes", () => {
+      expect(build("cluster", "workers")).toMatch(/PeerFirewall "workers\/firewall": nodes: every node it covers is in stack "cluster" but this firewall is in "workers": create the firewall in stack "cluster", beside its nodes/);
+      expect(build("cluster", "cluster")).toBeUndefined();
+    });
   });
 });

@@ -1,7 +1,10 @@
 /**
- * The article's cluster with a highly available control plane: three servers (embedded etcd) on
- * three providers behind one registration address, five agents, one firewall and one Kilo mesh
- * for the whole cluster, and upgrades that roll two agents at a time.
+ * The article's cluster with a highly available control plane: three servers (embedded etcd) in
+ * one provider's region, on a private network they share, behind one registration address; five
+ * agents on three providers, one firewall and one Kilo mesh for the whole cluster, and upgrades
+ * that roll two agents at a time. K3s supports embedded etcd within one location only (its etcd
+ * peers at the servers' private addresses); servers spread over providers need an external
+ * datastore (`datastoreEndpoint`), and synth warns otherwise.
  *
  * `apiAddress` is the registration address: a DNS name with an A record per server (or a load
  * balancer / floating IP on 6443). Agents, joining servers, the kubeconfig and the mesh stack all
@@ -17,14 +20,14 @@ export function buildHaArticleCluster(app: App): { cluster: TerraformStack; mesh
   const ssh: SshConnection = { user: "root", privateKeyPath: "~/.ssh/id_ed25519" };
 
   const first = new K3sServer(cluster, "server-a", {
-    host: { address: "203.0.113.10", location: "provider-a", ssh },
+    host: { address: "203.0.113.10", privateAddress: "10.0.0.10", location: "provider-a", ssh },
     apiAddress: "k8s.example.com",
     rollout: { maxUnavailable: 2 },
   });
   // Joined one at a time, in this order, with the CA-pinned server token.
   const servers = [first,
-    new K3sServer(cluster, "server-b", { join: first, host: { address: "203.0.113.20", location: "provider-b", ssh } }),
-    new K3sServer(cluster, "server-c", { join: first, host: { address: "198.51.100.30", location: "provider-c", ssh } }),
+    new K3sServer(cluster, "server-b", { join: first, host: { address: "203.0.113.20", privateAddress: "10.0.0.20", location: "provider-a", ssh } }),
+    new K3sServer(cluster, "server-c", { join: first, host: { address: "203.0.113.30", privateAddress: "10.0.0.30", location: "provider-a", ssh } }),
   ];
   const agents = [
     ["vps-b", "203.0.113.21", "provider-b"],

@@ -11,6 +11,9 @@
  * its stack under "//" (ignored by Terraform); firewall rules are recomputed from the firewall's
  * inputs with the function PeerFirewall renders them from.
  *
+ * Also prints the synth warnings kept in manifest.json to stderr, each once (cdktf records them
+ * there; only its CLI prints them).
+ *
  * SVG needs Graphviz: @viz-js/viz when installed (`npm install @viz-js/viz`), else `dot` on PATH;
  * without either the .dot is written and the command says how to get the SVG.
  */
@@ -53,6 +56,24 @@ async function toSvg(dot: string): Promise<string | undefined> {
   }
 }
 
+/**
+ * The synth warnings (and error annotations) cdktf kept in manifest.json, to stderr, each once, as
+ * the cdktf CLI prints them: `WARN [construct path]: message`.
+ */
+function printAnnotations(manifest: { stacks?: Record<string, { annotations?: Array<{ level?: string; constructPath?: string; message?: unknown }> }> }): void {
+  const seen = new Set<string>();
+  const levels: Record<string, string> = { "@cdktf/warn": "WARN", "@cdktf/error": "ERROR" };
+  for (const s of Object.values(manifest.stacks ?? {})) {
+    for (const a of s.annotations ?? []) {
+      const level = levels[a.level ?? ""];
+      const text = `${level} [${a.constructPath}]: ${String(a.message).replace(/\n/g, "\n    ")}`;
+      if (!level || seen.has(text)) continue;
+      seen.add(text);
+      console.error(text);
+    }
+  }
+}
+
 export async function main(argv: string[]): Promise<number> {
   const args = parseArgs(argv);
   if (typeof args === "string") { console.error(args); return args.startsWith("usage") ? 0 : 2; }
@@ -62,6 +83,7 @@ export async function main(argv: string[]): Promise<number> {
     return 1;
   }
   const manifest = JSON.parse(readFileSync(manifestPath, "utf8"));
+  printAnnotations(manifest);
   const lines = [`Synthesized app in ${args.outdir}`, "", "Stacks (in deploy order):"];
   const clusters: Array<{ key: string; report: EmbeddedClusterReport }> = [];
   for (const [name, s] of Object.entries<any>(manifest.stacks)) {

@@ -3,7 +3,8 @@
  * list each PeerFirewall and KiloMesh covers, settings that must agree between them, duplicate
  * addresses, version skew. Each returns messages in the bad-input style (construct, field, fix).
  */
-import { Annotations } from "cdktf";
+import { DefaultTokenResolver, StringConcat, TerraformOutput, TerraformStack, Tokenization } from "cdktf";
+import { IConstruct } from "constructs";
 import * as v from "../host/validate";
 import { K3sNode } from "./k3s-node";
 import { K3sServer } from "./k3s-server";
@@ -67,8 +68,43 @@ export function quorum(n: number): number {
 }
 
 /**
+ * Warnings about a cluster's control plane, for its first server (attached at synth by an aspect,
+ * once the cluster is complete; validations stay free of side effects):
+ * - an even number of embedded etcd servers;
+ * - embedded etcd servers in different locations, or without one: K3s does not support embedded
+ *   etcd in a "distributed hybrid or multicloud cluster" (docs.k3s.io, networking/distributed-multicloud:
+ *   "all server nodes must be reachable to each other via their private IPs … all servers should be
+ *   in the same location"); etcd peers at the nodes' private addresses (k3s-io/k3s#2345, #2965,
+ *   #5908), and its heartbeats want a LAN's latency.
+ */
+export function haWarnings(root: K3sServer): string[] {
+  const where = `K3sServer "${root.node.path}"`;
+  const live = root.clusterServers.filter((sv) => !sv.decommissioned);
+  if (root.datastoreEndpoint !== undefined || live.length < 2) return [];
+  const warnings: string[] = [];
+  if (live.length % 2 === 0) {
+    warnings.push(`${where}: cluster: ${live.length} servers with embedded etcd: etcd needs a majority (${quorum(live.length)} of ${live.length}), so an even number tolerates no more failures than one server fewer. Use ${live.length - 1} or ${live.length + 1}`);
+  }
+  const locations = live.map((sv) => sv.host?.location);
+  if (!locations.some((l) => l !== undefined && v.isToken(l))) {
+    const missing = live.filter((sv) => sv.host?.location === undefined || sv.host.location === "");
+    const distinct = [...new Set(locations.filter((l): l is string => l !== undefined && l !== ""))];
+    if (missing.length > 0 || distinct.length > 1) {
+      const what = distinct.length > 1
+        ? `its ${live.length} embedded etcd servers are in ${distinct.length} locations (${distinct.map((l) => `"${l}"`).join(", ")})${missing.length ? ` and ${missing.map((sv) => sv.node.path).join(", ")} give none` : ""}`
+        : `${missing.map((sv) => sv.node.path).join(", ")} give${missing.length === 1 ? "s" : ""} no host.location, so nothing says its ${live.length} embedded etcd servers share a network`;
+      warnings.push(`${where}: cluster: ${what}. K3s does not support embedded etcd across locations ` +
+        "(docs.k3s.io, \"Distributed hybrid or multicloud cluster\": all servers should be in the same location, reaching each other at their private addresses; agents may be anywhere). " +
+        "Put every server in one location (one provider's region, on a private network they share: give each its privateAddress) with the same host.location, " +
+        "or use an external datastore (datastoreEndpoint on the first server) to spread servers over locations");
+    }
+  }
+  return warnings;
+}
+
+/**
  * The checks of an HA control plane, for one server: what it joins, how many servers the cluster
- * keeps, datastore and decommissioning. Warnings (even number of etcd servers) are attached here.
+ * keeps, datastore and decommissioning.
  */
 export function haErrors(server: K3sServer, props: { join?: unknown; datastoreEndpoint?: string; apiAddress?: string; clusterCidr?: string; serviceCidr?: string; clusterName?: string; secretsEncryption?: boolean; rollout?: { maxUnavailable?: number; maxUnavailablePercent?: number; slotTimeoutSeconds?: number }; drainTimeoutSeconds?: number }): string[] {
   const where = `K3sServer "${server.node.path}"`;
@@ -113,9 +149,6 @@ export function haErrors(server: K3sServer, props: { join?: unknown; datastoreEn
     const live = servers.filter((sv) => !sv.decommissioned);
     const removed = servers.length - live.length;
     const embedded = root.datastoreEndpoint === undefined;
-    if (embedded && live.length > 1 && live.length % 2 === 0) {
-      Annotations.of(server).addWarning(`${where}: cluster: ${live.length} servers with embedded etcd: etcd needs a majority (${quorum(live.length)} of ${live.length}), so an even number tolerates no more failures than one server fewer. Use ${live.length - 1} or ${live.length + 1}`);
-    }
     // Servers of one cluster may differ by one minor release (the middle of a rolling upgrade), not more.
     const minors = live.map((sv) => ({ sv, m: v.isToken(sv.version) ? undefined : /^v(\d+)\.(\d+)\./.exec(sv.version) }))
       .filter((x) => x.m).map((x) => ({ sv: x.sv, minor: Number(x.m![1]) * 1000 + Number(x.m![2]) }));
@@ -182,4 +215,58 @@ export function requireHostAndServer(agent: K3sNode, props: { host?: unknown; se
   if (!(props.server instanceof K3sServer)) {
     throw new Error(`K3sAgent "${agent.node.path}": server: pass the K3sServer construct this agent joins`);
   }
+}
+
+/** A sensitive source of a cluster: the resource or data source its values are read from, and what to call them. */
+export interface SensitiveSource {
+  /** Its address is `fqn` (`data.local_sensitive_file.server_credentials-secrets_1A2B3C4D`). */
+  readonly element: IConstruct & { readonly fqn: string };
+  /** What the user passed, by the field read from the source (or "" for the whole source). */
+  readonly names: Record<string, string>;
+}
+
+const resolveIn = (scope: IConstruct, value: unknown) =>
+  Tokenization.resolve(value, { scope: TerraformStack.of(scope), resolver: new DefaultTokenResolver(new StringConcat()), preparing: false });
+
+/**
+ * TerraformOutputs of the whole app (any stack) that show one of the clusters' sensitive values
+ * (kubeconfig, client key and certificate, tokens, the datastore endpoint) without `sensitive: true`.
+ * Terraform refuses them only at validate/plan ("Output refers to sensitive values"); here they
+ * fail the synth, naming the output and the fix. An output that calls nonsensitive() is the
+ * user's decision and is left alone. A value from another stack reaches an output through
+ * cdktf's remote-state lookup, which this check cannot follow.
+ */
+export function sensitiveOutputErrors(where: string, app: IConstruct, sources: SensitiveSource[]): string[] {
+  const errors: string[] = [];
+  const addresses = sources.map((src) => ({ ...src, address: String(resolveIn(src.element, src.element.fqn)).replace(/^\$\{(.*)\}$/, "$1") }));
+  for (const o of app.node.findAll()) {
+    if (!TerraformOutput.isTerraformOutput(o)) continue;
+    let text: string | undefined;
+    try {
+      // As synthesized: overrides applied, a resource given as value turned into its address.
+      const body = resolveIn(o, Object.values(o.toTerraform().output)[0]);
+      if (body?.sensitive === true) continue;
+      text = JSON.stringify(body?.value);
+    } catch {
+      continue;
+    }
+    if (text === undefined || /\bnonsensitive\(/.test(text)) continue;
+    const found = new Set<string>();
+    for (const src of addresses) {
+      // A JSON source is read as jsondecode(<address>.content).<field> (cdktf's form of
+      // lookup(jsondecode(…), "<field>", "")): name the field.
+      const uses = new RegExp(`${src.address.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}\\.\\w+(?:\\)\\.(\\w+)|\\), \\\\?"(\\w+)\\\\?")?`, "g");
+      for (const m of text.matchAll(uses)) {
+        const field = m[1] ?? m[2];
+        const named = (field !== undefined ? src.names[field] : undefined) ?? src.names[""];
+        if (named) found.add(named);
+      }
+    }
+    if (found.size === 0 && /(^|[^A-Za-z0-9_])sensitive\(/.test(text)) found.add("a value marked sensitive (sensitive(...))");
+    if (found.size === 0) continue;
+    errors.push(`${where}: TerraformOutput "${o.node.path}" (output "${o.friendlyUniqueId}") shows ${[...found].join(" and ")} without sensitive: true, ` +
+      "so terraform validate and plan would fail with \"Output refers to sensitive values\". " +
+      "Add sensitive: true to that TerraformOutput (new TerraformOutput(scope, id, { value, sensitive: true })); read it with terraform output -raw <name>");
+  }
+  return errors;
 }

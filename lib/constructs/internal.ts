@@ -7,6 +7,7 @@ import { Construct, IConstruct } from "constructs";
 import * as localProvider from "@cdktf/provider-local/lib/provider";
 import * as randomProvider from "@cdktf/provider-random/lib/provider";
 import { Host, REQUIRE_HOST_KEYS_CONTEXT } from "../host/host";
+import { reportAtSynth } from "./synth-output";
 
 export interface TerraformDataConfig {
   readonly triggersReplace?: unknown;
@@ -175,6 +176,7 @@ export function reportStackSecurity(stack: TerraformStack, node: NodeEntry): voi
   if (known) { known.push(node); return; }
   const nodes: NodeEntry[] = [node];
   reported.set(stack, nodes);
+  reportAtSynth(stack);
   const aspect: IAspect = {
     visit(c: IConstruct) {
       if (c !== stack) return;

@@ -2,7 +2,7 @@
  * K3sServer: the control plane on one host, Kilo-ready, with its tokens generated here and its
  * admin kubeconfig and CA-pinned agent join token read back through Terraform.
  */
-import { Fn, Lazy, TerraformOutput, TerraformStack, Token } from "cdktf";
+import { Annotations, Aspects, Fn, Lazy, TerraformOutput, TerraformStack, Token } from "cdktf";
 import { Construct } from "constructs";
 import * as dataLocalCommand from "@cdktf/provider-local/lib/data-local-command";
 import * as dataLocalSensitiveFile from "@cdktf/provider-local/lib/data-local-sensitive-file";
@@ -13,10 +13,13 @@ import * as v from "../host/validate";
 import { serverConfig } from "../render/k3s-config";
 import { renderDrainScript, renderUninstallScript } from "../render/uninstall-script";
 import { ensureProvider, terraformLiteral } from "./internal";
-import { duplicateAddresses, haErrors, requireHost } from "./cluster-checks";
+import { duplicateAddresses, haErrors, haWarnings, requireHost, SensitiveSource, sensitiveOutputErrors } from "./cluster-checks";
 import { localPath } from "./local-path";
 import { K3sNode, K3sNodeProps, NodeRole } from "./k3s-node";
 import { join } from "path";
+
+/** Apps whose TerraformOutputs are checked for secrets shown without `sensitive: true` (once each). */
+const outputsChecked = new WeakSet<object>();
 
 /** The program the kubeconfig fetch runs, inside this package. */
 const FETCH_PROGRAM = join(__dirname, "..", "deploy", "fetch-kubeconfig.js");
@@ -201,6 +204,8 @@ export class K3sServer extends K3sNode {
   /** @internal The server token's secret part. */
   public readonly _serverTokenSecret: string;
   private readonly rolloutOptions: RolloutOptions;
+  /** Where this (first) server's secrets come from, for the check of TerraformOutputs. */
+  private readonly _sensitiveSources: SensitiveSource[] = [];
 
   constructor(scope: Construct, id: string, props: K3sServerProps) {
     super(scope, id, props, NodeRole.SERVER);
@@ -212,6 +217,8 @@ export class K3sServer extends K3sNode {
     this.clusterRoot = root;
     this.rolloutOptions = props.rollout ?? {};
     this.node.addValidation({ validate: () => this.validateServer(props) });
+    // At synth, once every server of the cluster exists.
+    if (root === this) Aspects.of(this).add({ visit: (c) => { if (c === this) for (const w of haWarnings(this)) Annotations.of(this).addWarning(w); } });
     const h = this.host;
 
     if (root === this) {
@@ -227,6 +234,15 @@ export class K3sServer extends K3sNode {
       this._serverTokenSecret = serverToken.result;
       this._agentTokenSecret = agentToken.result;
       this.servers.push(this);
+      this._sensitiveSources.push(
+        { element: serverToken, names: { "": `the server token of ${this.node.path}` } },
+        { element: agentToken, names: { "": `the agent token of ${this.node.path} (agentJoinToken)` } });
+      // One check of every TerraformOutput per app, over every cluster's secrets.
+      if (!outputsChecked.has(this.node.root)) {
+        outputsChecked.add(this.node.root);
+        this.node.addValidation({ validate: () => sensitiveOutputErrors("cdktf-k3s-kilo", this.node.root, this.node.root.node.findAll()
+          .filter((c): c is K3sServer => c instanceof K3sServer).flatMap((sv) => sv._sensitiveSources)) });
+      }
     } else {
       this.clusterName = root.clusterName;
       this.clusterCidr = root.clusterCidr;
@@ -339,6 +355,12 @@ export class K3sServer extends K3sNode {
       filename: Fn.lookup(Fn.jsondecode(fetch.stdout), "secrets_file", ""),
       dependsOn: [fetch],
     });
+    this._sensitiveSources.push({ element: secrets, names: {
+      "": `the admin credentials of ${this.node.path}`,
+      kubeconfig: `${this.node.path}'s kubeconfig`,
+      client_key: `${this.node.path}'s clientKey`,
+      client_certificate: `${this.node.path}'s clientCertificate`,
+    } });
     const field = (name: string) => Fn.lookup(Fn.jsondecode(fetch.stdout), name, "");
     const secret = (name: string) => Fn.sensitive(Fn.lookup(Fn.jsondecode(secrets.content), name, ""));
     this.kubeconfig = secret("kubeconfig");
@@ -349,12 +371,13 @@ export class K3sServer extends K3sNode {
     this.agentJoinToken = Fn.sensitive(Fn.join("", ["K10", this.caHash, "::node:", this._agentTokenSecret]));
 
     if (props.kubeconfigPath !== undefined) {
-      new sensitiveFile.SensitiveFile(this, "kubeconfig-file", {
+      const file = new sensitiveFile.SensitiveFile(this, "kubeconfig-file", {
         filename: localPath(props.kubeconfigPath),
         content: this.kubeconfig,
         filePermission: "0600",
         directoryPermission: "0700",
       });
+      this._sensitiveSources.push({ element: file, names: { "": `${this.node.path}'s kubeconfig file content` } });
     }
     if (props.outputs === true) this.addOutputs();
     // The cluster's description for `cdktf-k3s-kilo-report` (under "//", which Terraform ignores),

@@ -21,6 +21,7 @@ import {
 import { KILO_IMAGE, WIREGUARD_GO_IMAGE } from "../versions";
 import { missingMembers } from "./cluster-checks";
 import { constrainProvider, fingerprint } from "./internal";
+import { reportAtSynth } from "./synth-output";
 import { K3sAgent } from "./k3s-agent";
 import { K3sNode } from "./k3s-node";
 import { K3sServer } from "./k3s-server";
@@ -212,6 +213,7 @@ export class KiloMesh extends Construct {
     this.wireguardPort = props.wireguardPort ?? 51820;
     this.wireguardSubnet = props.wireguardSubnet ?? "10.4.0.0/16";
     this.node.addValidation({ validate: () => this.validateMesh(props) });
+    reportAtSynth(this);
     const listen = props.metricsListen;
     if (listen !== undefined && !v.isToken(listen)) {
       const host = (/^(.*):(\d+)$/.exec(listen)?.[1] ?? "").replace(/^\[(.*)\]$/, "$1");
@@ -518,6 +520,7 @@ export class KiloPeers extends Construct {
     this.kubernetesProvider = props.kubernetesProvider ?? providerFor(this, "kubernetes", props.mesh.server);
     constrainProvider(this, "kubernetes");
     this.node.addValidation({ validate: () => this.validatePeers(props) });
+    reportAtSynth(this);
     for (const p of props.peers ?? []) this.addPeer(p);
   }
 

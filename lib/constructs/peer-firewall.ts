@@ -15,6 +15,7 @@ import {
 import { renderConvergeCall, renderConvergeProgram, renderSharedSources, sharedSources } from "../render/ufw-script";
 import { TerraformData, fingerprint, terraformLiteral } from "./internal";
 import { missingMembers, serversOf } from "./cluster-checks";
+import { reportAtSynth } from "./synth-output";
 import { K3sNode, NodeRole } from "./k3s-node";
 import { K3sServer } from "./k3s-server";
 import { KiloMesh } from "./kilo-mesh";
@@ -109,6 +110,7 @@ export class PeerFirewall extends Construct {
     const listed = props.nodes ?? (props.server instanceof K3sServer ? props.server.clusterNodes : []);
     this.nodes = [...new Set(listed.filter((n) => n instanceof K3sNode && !n.decommissioned))];
     this.node.addValidation({ validate: () => this.validateProps(props) });
+    reportAtSynth(this);
     if (!props.adminCidrs || props.adminCidrs.length === 0) {
       Annotations.of(this).addWarning(
         `PeerFirewall "${this.node.path}": no adminCidrs, so SSH (22/tcp, rate-limited) stays open to the whole Internet on every node. ` +
@@ -164,7 +166,9 @@ export class PeerFirewall extends Construct {
       step.provisioners = [{ type: "remote-exec", inline: [program!.asString, terraformLiteral(renderConvergeCall(set, shared))] }];
       this.steps.set(n, step);
       // Ordering only: the firewall is up before K3s listens; a firewall change never re-installs.
-      n.addInstallPrerequisite(step);
+      // Not across stacks, which is refused (stackMismatch): the edge would make cdktf fail first,
+      // on a circular dependency between the stacks, before that message could be given.
+      if (n.stack === TerraformStack.of(this)) n.addInstallPrerequisite(step);
     }
   }
 
@@ -252,6 +256,31 @@ export class PeerFirewall extends Construct {
     return errors;
   }
 
+  /**
+   * A firewall and the nodes it covers share one stack: each node's install depends on its
+   * firewall step. Advice that synthesizes: with the nodes in two stacks, moving the firewall to
+   * either leaves the stacks depending on each other (a circular dependency), so the nodes move to
+   * the stack of their cluster's first server (where K3sAgent wants agents anyway), and the
+   * firewall with them.
+   */
+  private stackMismatch(): string | undefined {
+    const stack = TerraformStack.of(this);
+    const stacks = [...new Set(this.nodes.map((n) => n.stack))];
+    if (stacks.length === 0 || (stacks.length === 1 && stacks[0] === stack)) return undefined;
+    const name = (s: TerraformStack) => `"${s.node.id}"`;
+    if (stacks.length === 1) {
+      return `every node it covers is in stack ${name(stacks[0])} but this firewall is in ${name(stack)}: create the firewall in stack ${name(stacks[0])}, beside its nodes`;
+    }
+    const root = this.nodes.find((n): n is K3sServer => n instanceof K3sServer)?.clusterRoot;
+    const target = root?.stack ?? stacks[0];
+    const where = stacks.map((s) => `${name(s)} (${this.nodes.filter((n) => n.stack === s).map((n) => n.node.path).join(", ")})`).join(" and ");
+    const move = this.nodes.filter((n) => n.stack !== target).map((n) => n.node.path);
+    return `its nodes are in ${stacks.length} stacks, ${where}, but a firewall and the nodes it covers must share one: each node's install waits for its firewall step, ` +
+      "so moving the firewall to either stack makes the two depend on each other (a circular dependency). " +
+      `Create ${move.join(", ")} in stack ${name(target)}${root ? `, the stack of ${root.node.path} (an agent belongs in its server's stack)` : ""}` +
+      (stack === target ? "" : `, and this firewall there too`);
+  }
+
   /** Ports PeerFirewall opens only to certain sources: [first, last, protocol, what, to whom]. */
   private guardedPorts(props: PeerFirewallProps): Array<[number, number, Protocol, string, string]> {
     const sshPorts = [...new Set([22, ...this.nodes.map((n) => n.host?.ssh?.port).filter((p): p is number => typeof p === "number" && !v.isToken(p))])];
@@ -328,11 +357,8 @@ export class PeerFirewall extends Construct {
       if (!(n instanceof K3sNode)) err(`nodes[${i}]`, "not a K3sServer or K3sAgent construct");
     });
     if (new Set(given).size !== given.length) err("nodes", "a node is listed more than once; list each node once");
-    const stack = TerraformStack.of(this);
+    err("nodes", this.stackMismatch());
     for (const n of this.nodes) {
-      if (n.stack !== stack) {
-        err("nodes", `${n.node.path} is in stack "${n.stack.node.id}" but this firewall is in "${stack.node.id}"; create the firewall in its nodes' stack`);
-      }
       const a = n.host?.address;
       // An address that is neither an IP nor a DNS name is already reported by its node.
       if (a !== undefined && !v.isToken(a) && v.checkIp(a) && !v.checkAddress(a)) {
