@@ -93,13 +93,10 @@ export function haErrors(server: K3sServer, props: { join?: unknown; datastoreEn
       err("datastoreEndpoint", `set it on the first server ${root.node.path} only; joining servers use the same datastore`);
     }
   }
-  if (props.datastoreEndpoint !== undefined && !v.isToken(props.datastoreEndpoint)) {
-    const d = props.datastoreEndpoint;
-    if (!/^(postgres|mysql|https?|unixs?):\/\//.test(d)) {
-      err("datastoreEndpoint", "give a postgres://, mysql:// or https:// (etcd) endpoint, as K3s's datastore-endpoint takes");
-    } else if (/:\/\/[^/@]*:[^/@]*@/.test(d) || /password=/i.test(d)) {
-      err("datastoreEndpoint", "this endpoint carries a password as plain text, which would be written into the synthesized JSON; pass it as a sensitive TerraformVariable's value (or a secret manager's data source) instead");
-    }
+  if (props.datastoreEndpoint !== undefined) {
+    // Literal parts too: a password joined to a token (template string, Fn.join) still lands in cdk.tf.json.
+    const bad = v.checkDatastoreEndpoint(props.datastoreEndpoint);
+    if (bad) err("datastoreEndpoint", bad);
   }
   if (server === root) {
     const o = props.rollout ?? {};

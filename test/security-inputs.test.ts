@@ -1,0 +1,110 @@
+/**
+ * Hostile and careless input at synth (issue 21, "Accepted but dangerous"): each is refused with a
+ * message that names the construct, the field and the fix, or warned about with the risk named,
+ * or shown inert (a Terraform value that reaches config.yaml or a script stays one quoted value).
+ * Secrets in the inputs must never be echoed back in a message.
+ */
+import { App, Fn, TerraformStack, TerraformVariable, Testing } from "cdktf";
+import { K3sAgent, K3sServer, KiloMesh, MeshGranularity, PeerFirewall } from "../lib";
+import { renderK3sConfig } from "../lib/render/k3s-config";
+import { newStack, parseRenderedYaml, provisioners, resourceOf, synth } from "./util/synth";
+
+const ssh = { privateKeyPath: "~/.ssh/id_ed25519" };
+const SECRET = "hunter2";
+
+interface Cluster { app: App; stack: TerraformStack; str: (name: string) => string; num: (name: string) => number; list: (name: string) => string[] }
+
+function cluster(): Cluster {
+  const { app, stack } = newStack();
+  const str = (name: string) => new TerraformVariable(stack, name, { type: "string" }).stringValue;
+  const num = (name: string) => new TerraformVariable(stack, name, { type: "number" }).numberValue;
+  const list = (name: string) => new TerraformVariable(stack, name, { type: "list(string)" }).listValue;
+  return { app, stack, str, num, list };
+}
+const server = (c: Cluster, props: Record<string, unknown> = {}) =>
+  new K3sServer(c.stack, "s", { host: { address: "203.0.113.10", ssh }, ...props } as any);
+const agent = (c: Cluster, s: K3sServer, props: Record<string, unknown> = {}, id = "a") =>
+  new K3sAgent(c.stack, id, { server: s, host: { address: "203.0.113.11", ssh }, ...props } as any);
+const mesh = (c: Cluster, s: K3sServer, props: Record<string, unknown> = {}) =>
+  new KiloMesh(new TerraformStack(c.app, "mesh"), "kilo", { server: s, ...props } as any);
+
+/** Every validation error of the app, as `cdktf synth` reports them (a throw is reported as such). */
+function errorsOf(c: Cluster): string[] {
+  return c.app.node.findAll().flatMap((x) => x.node.validate());
+}
+/** Every warning of the app after synth (aspects add theirs during synth). */
+function warningsOf(c: Cluster): string[] {
+  for (const st of c.app.node.findAll().filter((x): x is TerraformStack => x instanceof TerraformStack)) Testing.synth(st);
+  return c.app.node.findAll().flatMap((x) => x.node.metadata).filter((m) => /warn/.test(m.type)).map((m) => String(m.data));
+}
+function configOf(c: Cluster, prefix: string): any {
+  const out = synth(c.stack);
+  return parseRenderedYaml(provisioners(resourceOf(out, "terraform_data", `${prefix}_install`)).find((p) => p.type === "file")!.content);
+}
+function rawConfigOf(c: Cluster, prefix: string): string {
+  return provisioners(resourceOf(synth(c.stack), "terraform_data", `${prefix}_install`)).find((p) => p.type === "file")!.content;
+}
+
+type Build = (c: Cluster) => void;
+type Case = [string, Build, RegExp];
+
+/** Count of hostile inputs tried below (each table row and each single-input test adds one). */
+let hostile = 0;
+afterAll(() => {
+  // eslint-disable-next-line no-console
+  console.log(`security-inputs: ${hostile} hostile inputs tried`);
+});
+
+function refused(cases: Case[]): void {
+  test.each(cases)("%s", (_name, build, message) => {
+    hostile++;
+    const c = cluster();
+    build(c);
+    const errors = errorsOf(c).join("\n");
+    expect(errors).toMatch(message);
+    expect(errors).not.toContain(SECRET);
+    expect(errors).not.toMatch(/e\+\d{3}/);
+  });
+}
+function warned(cases: Case[]): void {
+  test.each(cases)("%s", (_name, build, message) => {
+    hostile++;
+    const c = cluster();
+    build(c);
+    expect(errorsOf(c)).toEqual([]);
+    const w = warningsOf(c).join("\n");
+    expect(w).toMatch(message);
+    expect(w).not.toContain(SECRET);
+  });
+}
+function accepted(cases: Array<[string, Build]>, quiet?: RegExp): void {
+  test.each(cases)("%s", (_name, build) => {
+    const c = cluster();
+    build(c);
+    expect(errorsOf(c)).toEqual([]);
+    if (quiet) expect(warningsOf(c).filter((w) => quiet.test(w))).toEqual([]);
+  });
+}
+
+describe("1. datastoreEndpoint: a literal password is refused in every literal part", () => {
+  refused([
+    ["Fn.join of a literal password and a token host", (c) => server(c, { datastoreEndpoint: Fn.join("", [`postgres://k3s:${SECRET}@`, c.str("db"), "/k3s"]) }),
+      /K3sServer "cluster\/s": datastoreEndpoint: this endpoint carries a password as plain text in its literal part \("postgres:\/\/k3s:\*\*\*@\$\{…\}\/k3s"\), which would be written into the synthesized JSON \(cdk\.tf\.json\).*although other parts of it come from Terraform; pass it as a sensitive TerraformVariable's value/],
+    ["a template string", (c) => server(c, { datastoreEndpoint: `postgres://k3s:${SECRET}@${c.str("db")}:5432/k3s` }), /datastoreEndpoint: this endpoint carries a password as plain text in its literal part/],
+    ["a token user and a literal password", (c) => server(c, { datastoreEndpoint: `mysql://${c.str("user")}:${SECRET}@tcp(db.example.com:3306)/k3s` }), /datastoreEndpoint: this endpoint carries a password as plain text/],
+    ["a password with / in it (literal)", (c) => server(c, { datastoreEndpoint: `postgres://k3s:${SECRET}/x@db.example.com:5432/k3s` }), /K3sServer "cluster\/s": datastoreEndpoint: this endpoint carries a password as plain text, which would be written into the synthesized JSON.*\(if that @ belongs to the path or query/],
+    ["a password with / in it, joined to a token", (c) => server(c, { datastoreEndpoint: `postgres://k3s:${SECRET}/x@${c.str("db")}/k3s` }), /datastoreEndpoint: this endpoint carries a password as plain text in its literal part/],
+    ["a password with ? and # in it", (c) => server(c, { datastoreEndpoint: `postgres://k3s:${SECRET}?#@db.example.com/k3s` }), /datastoreEndpoint: this endpoint carries a password as plain text/],
+    ["password= in the query of a mix", (c) => server(c, { datastoreEndpoint: `postgres://k3s@${c.str("db")}/k3s?sslmode=verify-full&password=${SECRET}` }), /datastoreEndpoint: this endpoint carries a password as plain text in its literal part \(".*password=\*\*\*"\)/],
+    ["Fn.format with a literal password argument", (c) => server(c, { datastoreEndpoint: Fn.format("postgres://%s:%s@db.example.com/k3s", [c.str("user"), SECRET]) }), /datastoreEndpoint: this endpoint carries a password as plain text/],
+    ["Fn.sensitive around a joined literal password", (c) => server(c, { datastoreEndpoint: Fn.sensitive(Fn.join("", ["mysql://k3s:", SECRET, "@tcp(", c.str("db"), ")/k3s"])) }), /datastoreEndpoint: this endpoint carries a password as plain text/],
+    ["a literal password half-joined to a token password", (c) => server(c, { datastoreEndpoint: `postgres://k3s:${SECRET}${c.str("pw")}@db.example.com/k3s` }), /datastoreEndpoint: this endpoint carries a password as plain text/],
+    ["a mix with another scheme", (c) => server(c, { datastoreEndpoint: `redis://${c.str("db")}` }), /datastoreEndpoint: give a postgres:\/\/, mysql:\/\/ or https:\/\/ \(etcd\) endpoint/],
+  ]);
+  accepted([
+    ["the password from a token, the rest literal", (c) => server(c, { datastoreEndpoint: `postgres://k3s:${c.str("pw")}@db.example.com/k3s?sslmode=verify-full` })],
+    ["a token alone", (c) => server(c, { datastoreEndpoint: c.str("dsn") })],
+    ["a user and no password", (c) => server(c, { datastoreEndpoint: "postgres://k3s@db.example.com/k3s?sslmode=verify-full" })],
+    ["an @ in the query", (c) => server(c, { datastoreEndpoint: "postgres://db.example.com/k3s?sslmode=verify-full&application_name=k3s@site" })],
+  ]);
+});
