@@ -108,3 +108,25 @@ describe("1. datastoreEndpoint: a literal password is refused in every literal p
     ["an @ in the query", (c) => server(c, { datastoreEndpoint: "postgres://db.example.com/k3s?sslmode=verify-full&application_name=k3s@site" })],
   ]);
 });
+
+describe("2. plaintext datastores are warned about, with the risk named", () => {
+  warned([
+    ["etcd over http://", (c) => server(c, { datastoreEndpoint: "http://etcd.example.com:2379" }),
+      /K3sServer "cluster\/s": datastoreEndpoint: http:\/\/ reaches etcd in plaintext: the datastore holds the whole cluster state, Secrets included, and whoever can read or change traffic on the way to it can read or change the cluster\. Use https:\/\/.*If the datastore is reached over a private network you trust, this warning is expected/],
+    ["postgres sslmode=disable (password from a token)", (c) => server(c, { datastoreEndpoint: `postgres://k3s:${c.str("pw")}@db.example.com/k3s?sslmode=disable` }), /datastoreEndpoint: has sslmode=disable: PostgreSQL traffic in plaintext.*sslmode=verify-full/],
+    ["postgres sslmode=prefer", (c) => server(c, { datastoreEndpoint: "postgres://db.example.com/k3s?sslmode=prefer" }), /datastoreEndpoint: has sslmode=prefer, which falls back to plaintext/],
+    ["postgres without sslmode", (c) => server(c, { datastoreEndpoint: `postgres://k3s:${c.str("pw")}@db.example.com:5432/k3s` }), /datastoreEndpoint: names no sslmode, so K3s's PostgreSQL driver \(pgx\) uses sslmode=prefer/],
+    ["mysql without tls", (c) => server(c, { datastoreEndpoint: `mysql://k3s:${c.str("pw")}@tcp(db.example.com:3306)/k3s` }), /datastoreEndpoint: has no tls parameter, so K3s's MySQL driver talks to the server in plaintext.*tls=true/],
+    ["mysql tls=preferred", (c) => server(c, { datastoreEndpoint: "mysql://tcp(db.example.com:3306)/k3s?tls=preferred" }), /datastoreEndpoint: has tls=preferred/],
+    ["mysql tls=false", (c) => server(c, { datastoreEndpoint: "mysql://tcp(db.example.com:3306)/k3s?tls=false" }), /datastoreEndpoint: has tls=false, which never encrypts/],
+  ]);
+  accepted([
+    ["etcd over https://", (c) => server(c, { datastoreEndpoint: "https://etcd.example.com:2379" })],
+    ["postgres sslmode=verify-full", (c) => server(c, { datastoreEndpoint: `postgres://k3s:${c.str("pw")}@db.example.com/k3s?sslmode=verify-full` })],
+    ["postgres without sslmode but with datastore-cafile", (c) => server(c, { datastoreEndpoint: "postgres://db.example.com/k3s", extraConfig: { "datastore-cafile": "/etc/k3s/db-ca.pem" } })],
+    ["mysql tls=true", (c) => server(c, { datastoreEndpoint: "mysql://tcp(db.example.com:3306)/k3s?tls=true" })],
+    ["postgres on localhost", (c) => server(c, { datastoreEndpoint: "postgres://localhost:5432/k3s?sslmode=disable" })],
+    ["mysql over a unix socket", (c) => server(c, { datastoreEndpoint: "mysql://unix(/run/mysqld/mysqld.sock)/k3s" })],
+    ["postgres whose query comes from a token", (c) => server(c, { datastoreEndpoint: `postgres://db.example.com/k3s?${c.str("params")}` })],
+  ], /datastoreEndpoint/);
+});

@@ -2,7 +2,7 @@
  * K3sServer: the control plane on one host, Kilo-ready, with its tokens generated here and its
  * admin kubeconfig and CA-pinned agent join token read back through Terraform.
  */
-import { Fn, Lazy, TerraformOutput, TerraformStack, Token } from "cdktf";
+import { Annotations, Fn, Lazy, TerraformOutput, TerraformStack, Token } from "cdktf";
 import { Construct } from "constructs";
 import * as dataLocalCommand from "@cdktf/provider-local/lib/data-local-command";
 import * as dataLocalSensitiveFile from "@cdktf/provider-local/lib/data-local-sensitive-file";
@@ -212,6 +212,7 @@ export class K3sServer extends K3sNode {
     this.clusterRoot = root;
     this.rolloutOptions = props.rollout ?? {};
     this.node.addValidation({ validate: () => this.validateServer(props) });
+    if (root === this && props.datastoreEndpoint !== undefined) this.warnAboutPlaintextDatastore(props);
     const h = this.host;
 
     if (root === this) {
@@ -443,6 +444,21 @@ export class K3sServer extends K3sNode {
       produce: () => Object.fromEntries(this.clusterNodes.filter((n) => !n.decommissioned).map((n) => [n.nodeName, n.host.address])),
     }), "Every node of the cluster: node name → public address");
     output("kubeconfig", this.kubeconfig, "Admin kubeconfig (sensitive): cdktf output / terraform output -raw <name>", true);
+  }
+
+  /**
+   * A datastore reached without TLS (or with a mode that falls back to plaintext) is a warning, not
+   * an error: on the same private network as the servers it can be what you want, which synth cannot
+   * tell. The message says what crosses the network and how to encrypt it.
+   */
+  private warnAboutPlaintextDatastore(props: K3sServerProps): void {
+    const extra = props.extraConfig ?? {};
+    const tlsFiles = ["datastore-cafile", "datastore-certfile", "datastore-keyfile"].some((k) => extra[k] !== undefined || extra[`${k}+`] !== undefined);
+    const plain = v.datastorePlaintextRisk(props.datastoreEndpoint!, tlsFiles);
+    if (!plain) return;
+    Annotations.of(this).addWarning(`K3sServer "${this.node.path}": datastoreEndpoint: ${plain.risk}: the datastore holds the whole cluster state, Secrets included, ` +
+      `and whoever can read or change traffic on the way to it can read or change the cluster. ${plain.fix[0].toUpperCase()}${plain.fix.slice(1)}. ` +
+      "If the datastore is reached over a private network you trust, this warning is expected (synth cannot tell).");
   }
 
   private validateServer(props: K3sServerProps): string[] {

@@ -392,3 +392,52 @@ export function checkDatastoreEndpoint(value: string): string | undefined {
   }
   return undefined;
 }
+
+/**
+ * Why the datastore endpoint's traffic may cross the network unencrypted, and the fix, or undefined:
+ * etcd over http://, PostgreSQL with an sslmode that allows plaintext (pgx's default, prefer, falls
+ * back to it), MySQL without TLS. Only literal parts are read; an endpoint on the same host is not
+ * named. `tlsFiles`: datastore-cafile/-certfile/-keyfile are set, which makes K3s (kine) use TLS
+ * with verification when the endpoint names no mode.
+ */
+export function datastorePlaintextRisk(value: string, tlsFiles: boolean): { risk: string; fix: string } | undefined {
+  const shape = literalShape(value);
+  const m = /^(postgres|postgresql|mysql|http):\/\//i.exec(shape);
+  if (!m) return undefined;
+  const scheme = m[1].toLowerCase();
+  const rest = shape.slice(m[0].length);
+  const afterUserinfo = rest.slice(rest.lastIndexOf("@") + 1);
+  let host: string;
+  if (scheme === "mysql") {
+    const addr = /^(tcp|unix)\(([^)]*)\)/.exec(afterUserinfo);
+    if (addr?.[1] === "unix") return undefined;
+    host = (addr?.[2] ?? "").replace(/:\d+$/, "");
+  } else {
+    host = /^(\[[^\]]*\]|[^:/?]*)/.exec(afterUserinfo)![1];
+  }
+  if (/^(localhost|127\.\d+\.\d+\.\d+|\[?::1\]?)$/i.test(host)) return undefined;
+  const query = afterUserinfo.includes("?") ? afterUserinfo.slice(afterUserinfo.indexOf("?") + 1) : "";
+  const param = (name: string) => new RegExp(`(?:^|&)${name}=([^&]*)`, "i").exec(query)?.[1];
+  // A missing parameter is certainly missing only when no Terraform value could add it.
+  const certainlyAbsent = !afterUserinfo.includes(UNKNOWN) && !tlsFiles;
+  const fallsBack = "which falls back to plaintext when the server or anyone on the way declines TLS";
+  if (scheme === "http") {
+    return { risk: "http:// reaches etcd in plaintext", fix: "use https:// with datastore-cafile, datastore-certfile and datastore-keyfile in extraConfig" };
+  }
+  if (scheme === "mysql") {
+    const fix = "add tls=true, or set datastore-cafile in extraConfig (K3s then verifies the server's certificate)";
+    const tls = param("tls");
+    if (tls === undefined) return certainlyAbsent ? { risk: "has no tls parameter, so K3s's MySQL driver talks to the server in plaintext", fix } : undefined;
+    if (tls === "false") return { risk: "has tls=false, which never encrypts", fix };
+    if (tls === "preferred") return { risk: `has tls=preferred, ${fallsBack}`, fix };
+    return undefined;
+  }
+  const fix = "add sslmode=verify-full (with datastore-cafile in extraConfig when the server's certificate comes from a private CA)";
+  const mode = param("sslmode");
+  if (mode === undefined) {
+    return certainlyAbsent ? { risk: "names no sslmode, so K3s's PostgreSQL driver (pgx) uses sslmode=prefer: TLS without a certificate check, " + fallsBack.replace("which ", ""), fix } : undefined;
+  }
+  if (mode === "disable") return { risk: "has sslmode=disable: PostgreSQL traffic in plaintext", fix };
+  if (mode === "allow" || mode === "prefer") return { risk: `has sslmode=${mode}, ${fallsBack}`, fix };
+  return undefined;
+}
