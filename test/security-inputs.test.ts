@@ -130,3 +130,20 @@ describe("2. plaintext datastores are warned about, with the risk named", () => 
     ["postgres whose query comes from a token", (c) => server(c, { datastoreEndpoint: `postgres://db.example.com/k3s?${c.str("params")}` })],
   ], /datastoreEndpoint/);
 });
+
+describe("3. install.scriptUrl: no credentials, no plain http, in literal parts too", () => {
+  refused([
+    ["a literal user:token", (c) => server(c, { install: { scriptUrl: `https://deploy:${SECRET}@mirror.example.com/k3s/install.sh` } }),
+      /K3sServer "cluster\/s": install\.scriptUrl: "https:\/\/deploy:\*\*\*@mirror\.example\.com\/k3s\/install\.sh" carries credentials \(user:password before the @\): they would be written into cdk\.tf\.json and every saved plan, onto curl's command line on every host \(where any local user sees them in ps\).*Serve the script from a URL that needs no credentials/],
+    ["a literal user and a token password", (c) => server(c, { install: { scriptUrl: `https://deploy:${c.str("tok")}@mirror.example.com/install.sh` } }), /install\.scriptUrl: "https:\/\/deploy:\*\*\*@mirror\.example\.com\/install\.sh" carries credentials/],
+    ["Fn.join with literal credentials", (c) => agent(c, server(c), { install: { scriptUrl: Fn.join("", [`https://u:${SECRET}@`, c.str("mirror"), "/install.sh"]) } }), /K3sAgent "cluster\/a": install\.scriptUrl: .* carries credentials/],
+    ["a token in place of the whole userinfo", (c) => server(c, { install: { scriptUrl: `https://${c.str("creds")}@mirror.example.com/install.sh` } }), /install\.scriptUrl: "https:\/\/\*\*\*@mirror\.example\.com\/install\.sh" carries credentials \(a user name or token before the @\)/],
+    ["a bare token user", (c) => server(c, { install: { scriptUrl: `https://${SECRET}@mirror.example.com/install.sh` } }), /install\.scriptUrl: .* carries credentials.*written %40/],
+    ["plain http around a token", (c) => server(c, { install: { scriptUrl: `http://${c.str("mirror")}/install.sh` } }), /install\.scriptUrl: "http:\/\/\$\{…\}\/install\.sh" is plain http: the script runs as root/],
+    ["ftp:// around a token", (c) => server(c, { install: { scriptUrl: `ftp://${c.str("mirror")}/install.sh` } }), /install\.scriptUrl: "ftp:\/\/\$\{…\}\/install\.sh" is not an https:\/\/ or file:\/\/ URL/],
+  ]);
+  accepted([
+    ["https around a token host", (c) => server(c, { install: { scriptUrl: `https://${c.str("mirror")}/install.sh`, scriptSha256: "a".repeat(64) } })],
+    ["a token alone", (c) => server(c, { install: { scriptUrl: c.str("url"), scriptSha256: "a".repeat(64) } })],
+  ]);
+});

@@ -123,11 +123,25 @@ export function checkDuration(value: string): string | undefined {
   return undefined;
 }
 
-/** A URL the install script is downloaded from. */
+/**
+ * A URL the install script is downloaded from. A URL that mixes literal text with Terraform values
+ * is checked on its literal parts (a token alone passes): no plain http, and no credentials.
+ */
 export function checkUrl(value: string): string | undefined {
-  if (isToken(value)) return undefined;
-  if (!/^(https?|file):\/\/\S+$/.test(value)) return `"${value}" is not an http(s):// or file:// URL`;
-  if (value.startsWith("http://")) return `"${value}" is plain http: the script runs as root, so fetch it over https:// (or file:// for a copy on the host)`;
+  const shape = literalShape(value);
+  const mixed = shape.includes(UNKNOWN);
+  if (!mixed && !/^(https?|file):\/\/\S+$/.test(value)) return `"${maskUserinfo(shape)}" is not an http(s):// or file:// URL`;
+  const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):\/\//.exec(shape)?.[1].toLowerCase();
+  if (scheme === "http") return `"${maskUserinfo(shape)}" is plain http: the script runs as root, so fetch it over https:// (or file:// for a copy on the host)`;
+  if (mixed && scheme !== undefined && scheme !== "https" && scheme !== "file") return `"${maskUserinfo(shape)}" is not an https:// or file:// URL`;
+  const userinfo = urlUserinfo(shape);
+  if (userinfo) {
+    return `"${maskUserinfo(shape)}" carries credentials (${userinfo.password !== undefined ? "user:password" : "a user name or token"} before the @): ` +
+      "they would be written into cdk.tf.json and every saved plan, onto curl's command line on every host (where any local user sees them in ps), " +
+      "into a file on each host and into the message of a failed download. Serve the script from a URL that needs no credentials " +
+      "(a mirror inside your network, or a copy on each host as file:///path) and pin its content with install.scriptSha256" +
+      (userinfo.password === undefined ? ` (an @ that belongs to the path is written %40)` : "");
+  }
   return undefined;
 }
 
