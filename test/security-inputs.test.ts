@@ -147,3 +147,27 @@ describe("3. install.scriptUrl: no credentials, no plain http, in literal parts 
     ["a token alone", (c) => server(c, { install: { scriptUrl: c.str("url"), scriptSha256: "a".repeat(64) } })],
   ]);
 });
+
+describe("4. nodePortAddresses that publish NodePorts", () => {
+  const ipv6 = { clusterCidr: "fd42:42::/56", serviceCidr: "fd42:43::/112" };
+  warned([
+    ["a range that covers the node's public address", (c) => server(c, { nodePortAddresses: ["10.4.0.0/16", "203.0.113.0/24"] }),
+      /K3sServer "cluster\/s": nodePortAddresses\[1\]: "203\.0\.113\.0\/24" covers this node's public address 203\.0\.113\.10, so NodePort Services answer there to the whole Internet, past ufw\. nodePortAddresses chooses which of the node's own addresses serve NodePorts, not who may connect/],
+    ["a range that covers the node's private address", (c) => agent(c, server(c), { host: { address: "203.0.113.11", privateAddress: "10.0.0.5", ssh }, nodePortAddresses: ["10.0.0.0/8"] }),
+      /K3sAgent "cluster\/a": nodePortAddresses\[0\]: "10\.0\.0\.0\/8" covers this node's private address 10\.0\.0\.5, so NodePort Services answer there to every machine on that private network, past ufw/],
+    ["::/0 in an IPv6 cluster", (c) => server(c, { ...ipv6, nodePortAddresses: ["fd42:4::/64", "::/0"] }), /nodePortAddresses: "::\/0" serves NodePort Services on every address of cluster\/s, public ones included/],
+    ["a one-address range on the public IPv6 address", (c) => new K3sServer(c.stack, "s", { host: { address: "2001:db8::10", ssh }, ...ipv6, nodePortAddresses: ["fd42:4::/64", "2001:db8::10/128"] }), /nodePortAddresses\[1\]: "2001:db8::10\/128" covers this node's public address 2001:db8::10/],
+  ]);
+  refused([
+    ["an IPv6-only cluster left with the IPv4-only default", (c) => server(c, { clusterCidr: "fd42:42::/56", serviceCidr: "fd42:43::/112" }),
+      /K3sServer "cluster\/s": nodePortAddresses: the cluster's pod network fd42:42::\/56 is IPv6, but nodePortAddresses \(10\.4\.0\.0\/16, the default\) has no IPv6 range, and kube-proxy serves NodePorts on every address of a family it has no range for.*public ones included, past ufw\. Add the IPv6 range/],
+    ["an agent of an IPv6-only cluster", (c) => agent(c, server(c, { clusterCidr: "fd42:42::/56", serviceCidr: "fd42:43::/112", nodePortAddresses: ["fd42:4::/64"] })),
+      /K3sAgent "cluster\/a": nodePortAddresses: the cluster's pod network fd42:42::\/56 is IPv6, but nodePortAddresses \(10\.4\.0\.0\/16, the default\) has no IPv6 range/],
+    ["an IPv4 cluster given IPv6 ranges only", (c) => server(c, { nodePortAddresses: ["fd00:4::/64"] }), /nodePortAddresses: the cluster's pod network 10\.42\.0\.0\/16 is IPv4, but nodePortAddresses \(fd00:4::\/64\) has no IPv4 range/],
+  ]);
+  accepted([
+    ["the default", (c) => agent(c, server(c, { host: { address: "203.0.113.10", privateAddress: "10.0.0.4", ssh } }))],
+    ["an IPv6-only cluster with an IPv6 range", (c) => server(c, { ...ipv6, nodePortAddresses: ["fd42:4::/64"] })],
+    ["::/0 in an IPv4 cluster (it has no IPv6 Services)", (c) => server(c, { nodePortAddresses: ["10.4.0.0/16", "::/0"] })],
+  ], /nodePortAddresses/);
+});

@@ -125,6 +125,11 @@ export class K3sAgent extends K3sNode {
       });
   }
 
+  /** @internal The pod network of the cluster this agent joins. */
+  public get _clusterCidr(): string | undefined {
+    return this.server instanceof K3sServer ? this.server.clusterCidr : undefined;
+  }
+
   private validateAgent(props: K3sAgentProps): string[] {
     const errors: string[] = [];
     const where = `K3sAgent "${this.node.path}"`;

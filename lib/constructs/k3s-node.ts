@@ -3,7 +3,7 @@
  * put K3s on it — a membership record that carries destroy-time cleanup, and an install step
  * that re-runs only when this node's K3s version or configuration changes.
  */
-import { dependable, Fn, ITerraformDependable, Lazy, SSHProvisionerConnection, TerraformStack } from "cdktf";
+import { Annotations, Aspects, dependable, Fn, ITerraformDependable, Lazy, SSHProvisionerConnection, TerraformStack } from "cdktf";
 import { Construct } from "constructs";
 import { connectionDescription, createTimeConnection } from "../host/connection";
 import { Host, REQUIRE_HOST_KEYS_CONTEXT } from "../host/host";
@@ -11,7 +11,7 @@ import * as v from "../host/validate";
 import { renderK3sConfig, K3sConfig, managedKeyReason, DEFAULT_NODEPORT_ADDRESSES } from "../render/k3s-config";
 import { InstallSettings, installScriptParts, RESTART_DECISION_DIGEST, STAGED_CONFIG } from "../render/install-script";
 import { joinScript, stagingScriptParts } from "../render/shell";
-import { fingerprint, reportStackSecurity, requireHostKeys, sharedScriptInline, TerraformData, terraformLiteral } from "./internal";
+import { fingerprint, OptInRisk, reportStackSecurity, requireHostKeys, sharedScriptInline, TerraformData, terraformLiteral } from "./internal";
 import { K3S_DEFAULT_VERSION, K3S_RELEASE_INSTALL_SCRIPT_URL } from "../versions";
 
 /** The role of a node in the cluster. */
@@ -149,7 +149,62 @@ export abstract class K3sNode extends Construct {
     this.nodePortAddresses = props.nodePortAddresses ?? [...DEFAULT_NODEPORT_ADDRESSES];
     this.decommissioned = (props as { decommission?: boolean }).decommission === true;
     this.node.addValidation({ validate: () => this.validateNode(props) });
-    reportStackSecurity(this.stack, { path: this.node.path, host: props.host, server: role === NodeRole.SERVER });
+    reportStackSecurity(this.stack, { path: this.node.path, host: props.host, server: role === NodeRole.SERVER, optIns: () => this._optIns(props) });
+    // At synth: an agent's cluster (its pod network's family) is known once its server is.
+    Aspects.of(this).add({ visit: (c) => { if (c === this) this.warnAboutNodePorts(); } });
+  }
+
+  /** @internal The pod network of this node's cluster (the first server's clusterCidr). */
+  public get _clusterCidr(): string | undefined {
+    return undefined;
+  }
+
+  /** The address family of this node's cluster, when its pod network is a literal. */
+  private clusterFamily(): "ipv4" | "ipv6" | undefined {
+    const cidr = this._clusterCidr;
+    return cidr === undefined ? undefined : v.family(cidr);
+  }
+
+  /**
+   * @internal Documented opt-ins of this node that open Services or turn a protection off, warned
+   * about once per stack (reportStackSecurity), naming every node that has them.
+   */
+  protected _optIns(_props: K3sNodeProps): OptInRisk[] {
+    if (this.decommissioned || v.isToken(this.nodePortAddresses)) return [];
+    const fam = this.clusterFamily();
+    return this.nodePortAddresses
+      .filter((c) => (c === "0.0.0.0/0" || c === "::/0") && (fam === undefined || v.family(c) === fam))
+      .map((c) => ({
+        key: `nodePortAddresses ${c}`,
+        text: (nodes: string) => `nodePortAddresses: "${c}" serves NodePort Services on every address of ${nodes}, public ones included: ` +
+          "kube-proxy accepts that traffic ahead of ufw, so PeerFirewall does not filter it and every NodePort is open to the Internet. " +
+          "Leave nodePortAddresses at its default (Kilo's subnet: the mesh only) unless that is what you want",
+      }));
+  }
+
+  /**
+   * A nodePortAddresses range (other than a /0, warned about per stack) that holds the node's own
+   * public or private address: NodePorts answer there, past ufw. Usually a range meant as "who may
+   * connect", which is not what the setting means. Only ranges of the cluster's family count: the
+   * other family has no Services.
+   */
+  private warnAboutNodePorts(): void {
+    if (this.decommissioned || v.isToken(this.nodePortAddresses) || !this.host) return;
+    const fam = this.clusterFamily();
+    const where = `${this.constructor.name} "${this.node.path}"`;
+    const own: Array<[string, string | undefined, string]> = [
+      ["public", this.host.address, "to the whole Internet"],
+      ["private", this.host.privateAddress, "to every machine on that private network"],
+    ];
+    this.nodePortAddresses.forEach((c, i) => {
+      if (c === "0.0.0.0/0" || c === "::/0" || v.checkCidr(c) || (fam !== undefined && v.family(c) !== fam)) return;
+      const hit = own.find(([, a]) => a !== undefined && !v.isToken(a) && !v.checkIp(a) && v.overlaps(c, a));
+      if (!hit) return;
+      const [kind, address, audience] = hit;
+      Annotations.of(this).addWarning(`${where}: nodePortAddresses[${i}]: "${c}" covers this node's ${kind} address ${address}, so NodePort Services answer there ${audience}, past ufw. ` +
+        "nodePortAddresses chooses which of the node's own addresses serve NodePorts, not who may connect: kube-proxy answers whoever reaches that address. " +
+        `Leave out ranges that hold the node's ${kind} address (the default, Kilo's subnet, serves the mesh only)`);
+    });
   }
 
   /** The resource that installs K3s on this node; depend on it to run after the install. */
@@ -343,6 +398,18 @@ export abstract class K3sNode extends Construct {
     if (!v.isToken(this.nodePortAddresses)) {
       if (this.nodePortAddresses.length === 0) err("nodePortAddresses", "give at least one CIDR block; [\"0.0.0.0/0\"] serves NodePorts on every address");
       this.nodePortAddresses.forEach((c, i) => err(`nodePortAddresses[${i}]`, v.checkCidr(c)));
+      // kube-proxy serves a family it has no range for on every address (kubernetes
+      // pkg/proxy/util/nodeport_addresses.go, NewNodePortAddresses: no CIDR of the family → 0.0.0.0/0 or ::/0).
+      const fam = this.clusterFamily();
+      const literal = this.nodePortAddresses.length > 0 && this.nodePortAddresses.every((c) => !v.isToken(c) && !v.checkCidr(c));
+      if (fam !== undefined && literal && !this.nodePortAddresses.some((c) => v.family(c) === fam)) {
+        const ipv = fam === "ipv6" ? "IPv6" : "IPv4";
+        const given = `${this.nodePortAddresses.join(", ")}${props.nodePortAddresses === undefined ? ", the default" : ""}`;
+        err("nodePortAddresses", `the cluster's pod network ${this._clusterCidr} is ${ipv}, but nodePortAddresses (${given}) has no ${ipv} range, ` +
+          `and kube-proxy serves NodePorts on every address of a family it has no range for, so they would answer on every ${ipv} address of the node, public ones included, past ufw. ` +
+          `Add the ${ipv} range whose node addresses should serve NodePorts (${fam === "ipv6" ? "such as the mesh's IPv6 subnet" : "such as Kilo's subnet 10.4.0.0/16"}), ` +
+          `or ${fam === "ipv6" ? "\"::/0\"" : "\"0.0.0.0/0\""} to publish them on purpose`);
+      }
     }
     // Node names must be unique across the cluster's stack.
     const others = this.stack.node.findAll().filter((c): c is K3sNode => c instanceof K3sNode && c !== this);

@@ -366,6 +366,11 @@ export class K3sServer extends K3sNode {
     }));
   }
 
+  /** @internal The cluster's pod network. */
+  public get _clusterCidr(): string | undefined {
+    return this.clusterCidr;
+  }
+
   /** @internal */
   public _tlsSans?: string[];
   /** @internal */

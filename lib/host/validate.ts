@@ -455,3 +455,11 @@ export function datastorePlaintextRisk(value: string, tlsFiles: boolean): { risk
   if (mode === "allow" || mode === "prefer") return { risk: `has sslmode=${mode}, ${fallsBack}`, fix };
   return undefined;
 }
+
+/** The address family of a literal CIDR block or address, or undefined (token, malformed). */
+export function family(value: string): "ipv4" | "ipv6" | undefined {
+  if (isToken(value)) return undefined;
+  const ip = value.includes("/") ? value.slice(0, value.indexOf("/")) : value;
+  if (checkIp(ip)) return undefined;
+  return ip.includes(":") ? "ipv6" : "ipv4";
+}
