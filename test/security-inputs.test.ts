@@ -171,3 +171,27 @@ describe("4. nodePortAddresses that publish NodePorts", () => {
     ["::/0 in an IPv4 cluster (it has no IPv6 Services)", (c) => server(c, { nodePortAddresses: ["10.4.0.0/16", "::/0"] })],
   ], /nodePortAddresses/);
 });
+
+describe("5. a node address inside the Kilo subnet", () => {
+  refused([
+    ["privateAddress inside Kilo's default subnet", (c) => server(c, { host: { address: "203.0.113.10", privateAddress: "10.4.0.7", ssh } }),
+      /K3sServer "cluster\/s": host\.privateAddress: 10\.4\.0\.7 is inside the Kilo WireGuard subnet 10\.4\.0\.0\/16 \(Kilo's default\): Kilo gives the nodes' kilo0 interfaces addresses from it.*Give the mesh another subnet/],
+    ["privateAddress inside KiloMesh's wireguardSubnet", (c) => {
+      const s = server(c, { host: { address: "203.0.113.10", privateAddress: "10.8.1.1", ssh } });
+      mesh(c, s, { wireguardSubnet: "10.8.0.0/16" });
+    }, /K3sServer "cluster\/s": host\.privateAddress: 10\.8\.1\.1 is inside the Kilo WireGuard subnet 10\.8\.0\.0\/16 \(KiloMesh mesh\/kilo's wireguardSubnet\)/],
+    ["privateAddress inside PeerFirewall's kiloSubnet", (c) => {
+      const s = server(c);
+      const a = agent(c, s, { host: { address: "203.0.113.11", privateAddress: "10.9.0.3", ssh } });
+      new PeerFirewall(c.stack, "fw", { nodes: [s, a], adminCidrs: ["198.51.100.0/24"], kiloSubnet: "10.9.0.0/16" });
+    }, /K3sAgent "cluster\/a": host\.privateAddress: 10\.9\.0\.3 is inside the Kilo WireGuard subnet 10\.9\.0\.0\/16 \(PeerFirewall cluster\/fw's kiloSubnet\)/],
+    ["a public address inside the Kilo subnet", (c) => agent(c, server(c), { host: { address: "10.4.3.3", ssh } }), /K3sAgent "cluster\/a": host\.address: 10\.4\.3\.3 is inside the Kilo WireGuard subnet 10\.4\.0\.0\/16/],
+  ]);
+  accepted([
+    ["privateAddress outside a mesh's own subnet", (c) => {
+      const s = server(c, { host: { address: "203.0.113.10", privateAddress: "10.4.0.7", ssh }, nodePortAddresses: ["10.8.0.0/16"] });
+      new PeerFirewall(c.stack, "fw", { nodes: [s], adminCidrs: ["198.51.100.0/24"], kiloSubnet: "10.8.0.0/16" });
+      mesh(c, s, { wireguardSubnet: "10.8.0.0/16" });
+    }],
+  ]);
+});

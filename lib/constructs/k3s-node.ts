@@ -12,6 +12,7 @@ import { renderK3sConfig, K3sConfig, managedKeyReason, DEFAULT_NODEPORT_ADDRESSE
 import { InstallSettings, installScriptParts, RESTART_DECISION_DIGEST, STAGED_CONFIG } from "../render/install-script";
 import { joinScript, stagingScriptParts } from "../render/shell";
 import { fingerprint, OptInRisk, reportStackSecurity, requireHostKeys, sharedScriptInline, TerraformData, terraformLiteral } from "./internal";
+import { DEFAULT_KILO_SUBNET } from "../render/firewall-rules";
 import { K3S_DEFAULT_VERSION, K3S_RELEASE_INSTALL_SCRIPT_URL } from "../versions";
 
 /** The role of a node in the cluster. */
@@ -137,6 +138,8 @@ export abstract class K3sNode extends Construct {
   /** @internal */
   protected _installStep!: TerraformData;
   private readonly prerequisites: ITerraformDependable[] = [];
+  /** The Kilo subnets meshes and firewalls covering this node declared: [cidr, whose]. */
+  private readonly kiloSubnets: Array<[string, string]> = [];
 
   protected constructor(scope: Construct, id: string, props: K3sNodeProps, role: NodeRole) {
     super(scope, id);
@@ -152,6 +155,14 @@ export abstract class K3sNode extends Construct {
     reportStackSecurity(this.stack, { path: this.node.path, host: props.host, server: role === NodeRole.SERVER, optIns: () => this._optIns(props) });
     // At synth: an agent's cluster (its pod network's family) is known once its server is.
     Aspects.of(this).add({ visit: (c) => { if (c === this) this.warnAboutNodePorts(); } });
+  }
+
+  /**
+   * @internal A KiloMesh (wireguardSubnet) or PeerFirewall (kiloSubnet) covering this node tells it
+   * the WireGuard subnet, which none of the node's own addresses may be in.
+   */
+  public _useKiloSubnet(cidr: string, whose: string): void {
+    if (!this.kiloSubnets.some(([c, w]) => c === cidr && w === whose)) this.kiloSubnets.push([cidr, whose]);
   }
 
   /** @internal The pod network of this node's cluster (the first server's clusterCidr). */
@@ -331,6 +342,18 @@ export abstract class K3sNode extends Construct {
     }
     err("host.address", v.checkAddress(h.address));
     if (h.privateAddress !== undefined) err("host.privateAddress", v.checkIp(h.privateAddress));
+    // Kilo numbers kilo0 from its subnet and routes the whole subnet into the tunnel.
+    const subnets: Array<[string, string]> = this.kiloSubnets.length ? this.kiloSubnets : [[DEFAULT_KILO_SUBNET, "Kilo's default"]];
+    for (const [field, address] of [["host.address", h.address], ["host.privateAddress", h.privateAddress]] as const) {
+      if (address === undefined || v.isToken(address) || v.checkIp(address)) continue;
+      const inside = subnets.find(([c]) => !v.isToken(c) && !v.checkCidr(c) && v.overlaps(c, address));
+      if (inside) {
+        err(field, `${address} is inside the Kilo WireGuard subnet ${inside[0]} (${inside[1]}): Kilo gives the nodes' kilo0 interfaces addresses from it and routes ` +
+          "the whole subnet into the tunnel, so this address would clash with a mesh address and traffic to it would go into WireGuard; and nodePortAddresses, " +
+          "by default that subnet, would serve NodePorts on it. Give the mesh another subnet (KiloMesh wireguardSubnet and PeerFirewall kiloSubnet, the same range), " +
+          "or give the node an address outside it");
+      }
+    }
     if (h.publicAddressOnInterface === false && !v.isToken(h.address) && v.checkIp(h.address)) {
       err("host.address", `"${h.address}" must be an IP address when publicAddressOnInterface is false (K3s's node-external-ip takes an IP)`);
     }

@@ -211,6 +211,7 @@ export class KiloMesh extends Construct {
     this.meshGranularity = props.meshGranularity ?? MeshGranularity.FULL;
     this.wireguardPort = props.wireguardPort ?? 51820;
     this.wireguardSubnet = props.wireguardSubnet ?? "10.4.0.0/16";
+    for (const n of this.nodes) if (n instanceof K3sNode) n._useKiloSubnet(this.wireguardSubnet, `KiloMesh ${this.node.path}'s wireguardSubnet`);
     this.node.addValidation({ validate: () => this.validateMesh(props) });
     const listen = props.metricsListen;
     if (listen !== undefined && !v.isToken(listen)) {

@@ -109,6 +109,7 @@ export class PeerFirewall extends Construct {
     const listed = props.nodes ?? (props.server instanceof K3sServer ? props.server.clusterNodes : []);
     this.nodes = [...new Set(listed.filter((n) => n instanceof K3sNode && !n.decommissioned))];
     this.node.addValidation({ validate: () => this.validateProps(props) });
+    if (props.kiloSubnet !== undefined) for (const n of this.nodes) n._useKiloSubnet(props.kiloSubnet, `PeerFirewall ${this.node.path}'s kiloSubnet`);
     if (!props.adminCidrs || props.adminCidrs.length === 0) {
       Annotations.of(this).addWarning(
         `PeerFirewall "${this.node.path}": no adminCidrs, so SSH (22/tcp, rate-limited) stays open to the whole Internet on every node. ` +
