@@ -195,3 +195,22 @@ describe("5. a node address inside the Kilo subnet", () => {
     }],
   ]);
 });
+
+describe("6. K3s's key+ and arg+= / arg-= forms cannot get past the NodePort guard", () => {
+  refused([
+    ["kube-proxy-arg+ (the append key)", (c) => server(c, { extraConfig: { "kube-proxy-arg+": ["nodeport-addresses=0.0.0.0/0"] } }),
+      /K3sServer "cluster\/s": extraConfig\["kube-proxy-arg\+"\]: "nodeport-addresses=0\.0\.0\.0\/0": use the nodePortAddresses prop/],
+    ["kube-proxy-arg+ beside a harmless kube-proxy-arg", (c) => server(c, { extraConfig: { "kube-proxy-arg": ["metrics-bind-address=127.0.0.1:10249"], "kube-proxy-arg+": "nodeport-addresses=::/0" } }),
+      /extraConfig\["kube-proxy-arg\+"\]: "nodeport-addresses=::\/0": use the nodePortAddresses prop/],
+    ["nodeport-addresses+= (K3s appends to our value)", (c) => server(c, { extraConfig: { "kube-proxy-arg": ["nodeport-addresses+=0.0.0.0/0"] } }), /extraConfig\["kube-proxy-arg"\]: "nodeport-addresses\+=0\.0\.0\.0\/0": use the nodePortAddresses prop/],
+    ["--nodeport-addresses-= (K3s prepends)", (c) => agent(c, server(c), { extraConfig: { "kube-proxy-arg": ["--nodeport-addresses-=0.0.0.0/0"] } }), /K3sAgent "cluster\/a": extraConfig\["kube-proxy-arg"\]: "--nodeport-addresses-=0\.0\.0\.0\/0": use the nodePortAddresses prop/],
+    ["nodeport-addresses with a value from a token", (c) => server(c, { extraConfig: { "kube-proxy-arg": [`nodeport-addresses=${c.str("np")}`] } }), /extraConfig\["kube-proxy-arg"\]: "nodeport-addresses=\$\{…\}": use the nodePortAddresses prop/],
+    ["a kube-proxy config file", (c) => server(c, { extraConfig: { "kube-proxy-arg+": ["config=/etc/kube-proxy.yaml"] } }), /extraConfig\["kube-proxy-arg\+"\]: "config=\/etc\/kube-proxy\.yaml": kube-proxy would take its whole configuration from that file and ignore the flags K3s passes, nodeport-addresses included/],
+    ["a key from a Terraform value", (c) => server(c, { extraConfig: { [c.str("key")]: "0644" } }), /K3sServer "cluster\/s": extraConfig: a key from a Terraform value .* could name any setting, the managed ones included; write K3s flag names literally/],
+    ["a key that is no flag name (YAML injection)", (c) => server(c, { extraConfig: { "node-ip\nwrite-kubeconfig-mode": "0644" } }), /extraConfig\["node-ip\\nwrite-kubeconfig-mode"\]: not a K3s flag name/],
+    ["a managed key written with upper case", (c) => server(c, { extraConfig: { "Token": "x" } }), /extraConfig\["Token"\]: not a K3s flag name/],
+  ]);
+  accepted([
+    ["other kube-proxy args, both keys", (c) => server(c, { extraConfig: { "kube-proxy-arg": ["metrics-bind-address=127.0.0.1:10249"], "kube-proxy-arg+": ["conntrack-max-per-core=0"] } })],
+  ]);
+});

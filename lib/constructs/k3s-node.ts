@@ -409,14 +409,35 @@ export abstract class K3sNode extends Construct {
       err("install.readyTimeoutSeconds", `${rt} must be a whole number of seconds between 10 and 3600`);
     }
     if (props.install?.scriptSha256 !== undefined) err("install.scriptSha256", v.checkSha256(props.install.scriptSha256));
-    for (const k of Object.keys(props.extraConfig ?? {})) {
+    const extra = props.extraConfig ?? {};
+    for (const k of Object.keys(extra)) {
       const managed = managedKeyReason(k);
-      if (managed) err(`extraConfig["${k}"]`, `this key is managed by cdktf-k3s-kilo (${managed})`);
+      if (v.isToken(k)) {
+        // Keys are written into config.yaml as they are: only values go through jsonencode().
+        err("extraConfig", `a key from a Terraform value ("${v.showShape(v.literalShape(k))}") would be written into config.yaml as it is and could name any setting, ` +
+          "the managed ones included; write K3s flag names literally");
+      } else if (managed) err(`extraConfig["${k}"]`, `this key is managed by cdktf-k3s-kilo (${managed})`);
       else if (k.startsWith("-")) err(`extraConfig["${k}"]`, `write the flag name without leading dashes ("${k.replace(/^-+/, "")}")`);
+      else if (!/^[a-z0-9][a-z0-9-]*\+?$/.test(k)) {
+        err(`extraConfig[${JSON.stringify(k)}]`, "not a K3s flag name: write it as K3s spells the flag, in lower case with letters, digits and \"-\" (a trailing \"+\" appends), such as \"kubelet-arg\"");
+      }
     }
-    const proxyArgs = props.extraConfig?.["kube-proxy-arg"] ?? props.extraConfig?.["kube-proxy-arg+"];
-    for (const a of Array.isArray(proxyArgs) ? proxyArgs : proxyArgs !== undefined ? [proxyArgs] : []) {
-      if (typeof a === "string" && /^-*nodeport-addresses[= ]/.test(a)) err(`extraConfig["kube-proxy-arg"]`, `"${a}": use the nodePortAddresses prop`);
+    // kube-proxy's own NodePort setting, in every form that reaches it: the kube-proxy-arg and
+    // kube-proxy-arg+ keys (K3s's configfilearg appends), and K3s's arg+= / arg-= forms, which
+    // append to or prepend before our value (k3s-io/k3s pkg/util/args.go, GetArgs). Literal parts of
+    // a value mixed with tokens count too.
+    for (const key of Object.keys(extra).filter((k) => k.replace(/\+$/, "") === "kube-proxy-arg")) {
+      const value = extra[key];
+      for (const a of Array.isArray(value) ? value : value !== undefined ? [value] : []) {
+        if (typeof a !== "string") continue;
+        const shape = v.literalShape(a);
+        const name = /^-*([^=\s]*)/.exec(shape)![1].replace(/[+-]+$/, "");
+        if (name === "nodeport-addresses") err(`extraConfig["${key}"]`, `"${v.showShape(shape)}": use the nodePortAddresses prop`);
+        if (name === "config") {
+          err(`extraConfig["${key}"]`, `"${v.showShape(shape)}": kube-proxy would take its whole configuration from that file and ignore the flags K3s passes, nodeport-addresses included, ` +
+            "so NodePorts could answer on every address; give the settings you need as kube-proxy-arg flags (and NodePort addresses as the nodePortAddresses prop)");
+        }
+      }
     }
     if (!v.isToken(this.nodePortAddresses)) {
       if (this.nodePortAddresses.length === 0) err("nodePortAddresses", "give at least one CIDR block; [\"0.0.0.0/0\"] serves NodePorts on every address");

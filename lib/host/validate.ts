@@ -287,7 +287,8 @@ export function overlaps(a: string, b: string): boolean {
 /** Stands for a part of a string only Terraform knows, in literalShape's result. */
 export const UNKNOWN = "\u0000";
 
-const TOKEN_SPLIT = /(\$\{TfToken\[[A-Z]+\.\d+\]\})/;
+// cdktf's markers for a string, list and map token.
+const TOKEN_SPLIT = /([$#&]\{TfToken\[[A-Z]+\.\d+\]\})/;
 
 /**
  * The text a string will have once Terraform has computed it, with each part only Terraform knows
