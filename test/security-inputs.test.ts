@@ -214,3 +214,41 @@ describe("6. K3s's key+ and arg+= / arg-= forms cannot get past the NodePort gua
     ["other kube-proxy args, both keys", (c) => server(c, { extraConfig: { "kube-proxy-arg": ["metrics-bind-address=127.0.0.1:10249"], "kube-proxy-arg+": ["conntrack-max-per-core=0"] } })],
   ]);
 });
+
+describe("7. Terraform values inside extraConfig stay inside jsonencode()", () => {
+  refused([
+    ["an object value holding a token", (c) => server(c, { extraConfig: { "kubelet-arg": { nested: c.str("x") } } }),
+      /K3sServer "cluster\/s": extraConfig\["kubelet-arg"\]: an object; K3s config values are a string, a number, a boolean or a list of those/],
+    ["a list holding an object", (c) => server(c, { extraConfig: { "kubelet-arg": [{ a: c.str("x") }] } }), /extraConfig\["kubelet-arg"\]\[0\]: an object; K3s config values are a string, a number, a boolean or a list of those/],
+  ]);
+
+  test("a string token, a number token, a list token and a token in a list all reach config.yaml through jsonencode()", () => {
+    hostile += 4;
+    const c = cluster();
+    server(c, { extraConfig: { "kubelet-arg": [`max-pods=${c.str("pods")}`], "https-listen-port": c.num("port"), "disable": c.list("disabled"), "kubelet-arg+": [c.str("label")] } });
+    expect(errorsOf(c)).toEqual([]);
+    const raw = rawConfigOf(c, "s");
+    expect(raw).toContain('\nkubelet-arg:\n  - ${jsonencode("max-pods=${var.pods}")}\n');
+    expect(raw).toContain('\nhttps-listen-port: ${jsonencode(var.port)}\n');
+    expect(raw).toContain('\nkubelet-arg+:\n  - ${jsonencode(var.label)}\n');
+    expect(raw).not.toMatch(/e\+\d{3}/);
+    // The user's list token is merged into ours through Terraform (concat), each element encoded.
+    expect(raw).toContain('\ndisable: ${jsonencode(concat(["servicelb"], var.disabled))}\n');
+  });
+
+  test("the renderer itself encodes tokens nested in objects (defence in depth)", () => {
+    hostile++;
+    const c = cluster();
+    const token = c.str("evil");
+    const yaml = renderK3sConfig({ "x": { nested: [token] } } as any, (v) => `ENC(${JSON.stringify(v)})`);
+    expect(yaml).toContain(`ENC(${JSON.stringify(token)})`);
+    expect(yaml).not.toMatch(/- "\$\{TfToken/);
+  });
+
+  test("the install trigger follows a number token's value (it is digested by Terraform, not as a constant)", () => {
+    const c = cluster();
+    server(c, { extraConfig: { "https-listen-port": c.num("port") } });
+    const trigger = resourceOf(synth(c.stack), "terraform_data", "s_install").triggers_replace;
+    expect(JSON.stringify(trigger)).toContain("var.port");
+  });
+});

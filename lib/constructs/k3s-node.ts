@@ -3,7 +3,7 @@
  * put K3s on it — a membership record that carries destroy-time cleanup, and an install step
  * that re-runs only when this node's K3s version or configuration changes.
  */
-import { Annotations, Aspects, dependable, Fn, ITerraformDependable, Lazy, SSHProvisionerConnection, TerraformStack } from "cdktf";
+import { Annotations, Aspects, dependable, Fn, ITerraformDependable, Lazy, SSHProvisionerConnection, TerraformStack, Tokenization } from "cdktf";
 import { Construct } from "constructs";
 import { connectionDescription, createTimeConnection } from "../host/connection";
 import { Host, REQUIRE_HOST_KEYS_CONTEXT } from "../host/host";
@@ -420,6 +420,16 @@ export abstract class K3sNode extends Construct {
       else if (k.startsWith("-")) err(`extraConfig["${k}"]`, `write the flag name without leading dashes ("${k.replace(/^-+/, "")}")`);
       else if (!/^[a-z0-9][a-z0-9-]*\+?$/.test(k)) {
         err(`extraConfig[${JSON.stringify(k)}]`, "not a K3s flag name: write it as K3s spells the flag, in lower case with letters, digits and \"-\" (a trailing \"+\" appends), such as \"kubelet-arg\"");
+      }
+    }
+    // K3s turns each value into --key=value (a list into one flag per item); a map has no such form.
+    const objectValue = (x: unknown) => x !== null && typeof x === "object" && !Array.isArray(x) && !Tokenization.isResolvable(x);
+    for (const [k, value] of Object.entries(extra)) {
+      if (v.isToken(k)) continue;
+      const items: Array<[string, unknown]> = Array.isArray(value) ? value.map((x, i) => [`extraConfig["${k}"][${i}]`, x]) : [[`extraConfig["${k}"]`, value]];
+      for (const [at, x] of items) {
+        if (objectValue(x)) err(at, "an object; K3s config values are a string, a number, a boolean or a list of those (a flag given several times is a list)");
+        else if (Array.isArray(x)) err(at, "a list inside a list; K3s config values are a string, a number, a boolean or a list of those");
       }
     }
     // kube-proxy's own NodePort setting, in every form that reaches it: the kube-proxy-arg and
