@@ -252,3 +252,32 @@ describe("7. Terraform values inside extraConfig stay inside jsonencode()", () =
     expect(JSON.stringify(trigger)).toContain("var.port");
   });
 });
+
+describe("8. kg flags Kilo itself calls insecure, or that break the mesh this construct sets up", () => {
+  const withArgs = (args: string[], props: Record<string, unknown> = {}): Build => (c) => { mesh(c, server(c), { extraArgs: args, ...props }); };
+  refused([
+    ["--iptables-forward-rules=true", withArgs(["--iptables-forward-rules=true"]),
+      /KiloMesh "mesh\/kilo": extraArgs: "--iptables-forward-rules=true": Kilo's own help calls it "potentially insecure": it puts ACCEPT rules for the pod networks at the top of the FORWARD chain, matched by address on any interface, ahead of ufw's rules.*PeerFirewall already allows the forwarding the mesh needs, bound to kilo0 and kube-bridge; remove the flag/],
+    ["--iptables-forward-rules (bare, means true)", withArgs(["--iptables-forward-rules"]), /extraArgs: "--iptables-forward-rules": Kilo's own help calls it "potentially insecure"/],
+    ["--iptables-forward-rules=T", withArgs(["--iptables-forward-rules=T"]), /extraArgs: "--iptables-forward-rules=T": Kilo's own help calls it "potentially insecure"/],
+    ["--cni-path", withArgs(["--cni-path=/tmp/10-kilo.conflist"]), /extraArgs: "--cni-path=\/tmp\/10-kilo\.conflist": .*\/etc\/cni\/net\.d\/10-kilo\.conflist/],
+    ["--cni=false", withArgs(["--cni=false"]), /extraArgs: "--cni=false": KiloMesh deploys Kilo as the CNI/],
+    ["--compatibility=flannel", withArgs(["--compatibility=flannel"]), /extraArgs: "--compatibility=flannel": .*flannel is off/],
+    ["--topology-label with LOCATION granularity", withArgs(["--topology-label=kubernetes.io/os"], { meshGranularity: MeshGranularity.LOCATION, nodes: undefined }),
+      /extraArgs: "--topology-label=kubernetes\.io\/os": with MeshGranularity\.LOCATION .* not encrypted/],
+    ["--version", withArgs(["--version"]), /extraArgs: "--version": kg would print its version and exit/],
+  ]);
+
+  test("--iptables-forward-rules with a value from a token", () => {
+    hostile++;
+    const c = cluster();
+    mesh(c, server(c), { extraArgs: [`--iptables-forward-rules=${c.str("fwd")}`] });
+    expect(errorsOf(c).join("\n")).toMatch(/extraArgs: "--iptables-forward-rules=\$\{…\}": Kilo's own help calls it "potentially insecure"/);
+  });
+
+  accepted([
+    ["--iptables-forward-rules=false", withArgs(["--iptables-forward-rules=false"])],
+    ["--topology-label with FULL granularity (Kilo ignores locations)", withArgs(["--topology-label=kubernetes.io/os"])],
+    ["--log-level and --resync-period", withArgs(["--log-level=debug", "--resync-period=1m"])],
+  ]);
+});
