@@ -281,3 +281,33 @@ describe("8. kg flags Kilo itself calls insecure, or that break the mesh this co
     ["--log-level and --resync-period", withArgs(["--log-level=debug", "--resync-period=1m"])],
   ]);
 });
+
+describe("documented opt-ins that open Services or turn protections off: one warning per field and stack", () => {
+  warned([
+    ["nodePortAddresses 0.0.0.0/0", (c) => server(c, { nodePortAddresses: ["0.0.0.0/0"] }),
+      /nodePortAddresses: "0\.0\.0\.0\/0" serves NodePort Services on every address of cluster\/s, public ones included: kube-proxy accepts that traffic ahead of ufw, so PeerFirewall does not filter it/],
+    ["serviceLoadBalancer: true", (c) => server(c, { serviceLoadBalancer: true }),
+      /serviceLoadBalancer: true on cluster\/s: ServiceLB serves every LoadBalancer Service \(Traefik's 80\/443 included\) on the nodes' own addresses, and kube-proxy accepts that traffic ahead of ufw: those ports are open to the Internet whatever PeerFirewall says/],
+    ["networkPolicy: false", (c) => server(c, { networkPolicy: false }), /networkPolicy: false on cluster\/s: NetworkPolicy objects are not enforced: every pod can reach every other pod/],
+    ["secretsEncryption: false", (c) => server(c, { secretsEncryption: false }), /secretsEncryption: false on cluster\/s: Secrets are stored unencrypted in the datastore/],
+    ["a mirror installer without a sha256", (c) => agent(c, server(c), { install: { scriptUrl: "https://mirror.example.com/k3s/install.sh" } }),
+      /install\.scriptUrl without install\.scriptSha256 on cluster\/a: the install script runs as root on the host, and whoever controls https:\/\/mirror\.example\.com\/k3s\/install\.sh \(or the mirror's TLS\) controls the node; pin it with install\.scriptSha256/],
+  ]);
+
+  test("once per stack, naming every node", () => {
+    hostile += 2;
+    const c = cluster();
+    const s = server(c, { nodePortAddresses: ["0.0.0.0/0"] });
+    agent(c, s, { nodePortAddresses: ["0.0.0.0/0"] });
+    agent(c, s, {}, "b");
+    const w = warningsOf(c).filter((x) => x.includes("serves NodePort Services on every address"));
+    expect(w).toHaveLength(1);
+    expect(w[0]).toContain("cluster/s, cluster/a");
+    expect(w[0]).not.toContain("cluster/b");
+  });
+
+  accepted([
+    ["the defaults", (c) => agent(c, server(c))],
+    ["a pinned mirror", (c) => server(c, { install: { scriptUrl: "https://mirror.example.com/k3s/install.sh", scriptSha256: "a".repeat(64) } })],
+  ], /nodePortAddresses|serviceLoadBalancer|networkPolicy|secretsEncryption|scriptUrl/);
+});

@@ -180,10 +180,10 @@ export abstract class K3sNode extends Construct {
    * @internal Documented opt-ins of this node that open Services or turn a protection off, warned
    * about once per stack (reportStackSecurity), naming every node that has them.
    */
-  protected _optIns(_props: K3sNodeProps): OptInRisk[] {
-    if (this.decommissioned || v.isToken(this.nodePortAddresses)) return [];
+  protected _optIns(props: K3sNodeProps): OptInRisk[] {
+    if (this.decommissioned) return [];
     const fam = this.clusterFamily();
-    return this.nodePortAddresses
+    const risks: OptInRisk[] = (v.isToken(this.nodePortAddresses) ? [] : this.nodePortAddresses)
       .filter((c) => (c === "0.0.0.0/0" || c === "::/0") && (fam === undefined || v.family(c) === fam))
       .map((c) => ({
         key: `nodePortAddresses ${c}`,
@@ -191,6 +191,17 @@ export abstract class K3sNode extends Construct {
           "kube-proxy accepts that traffic ahead of ufw, so PeerFirewall does not filter it and every NodePort is open to the Internet. " +
           "Leave nodePortAddresses at its default (Kilo's subnet: the mesh only) unless that is what you want",
       }));
+    const url = props.install?.scriptUrl;
+    if (url !== undefined && props.install?.scriptSha256 === undefined && url !== releaseInstallScriptUrl(this.version)) {
+      const shown = v.showShape(v.literalShape(url));
+      const who = url.startsWith("file://") ? `whoever can change ${shown} on the host` : `whoever controls ${shown} (or the mirror's TLS)`;
+      risks.push({
+        key: `install.scriptUrl ${url}`,
+        text: (nodes: string) => `install.scriptUrl without install.scriptSha256 on ${nodes}: the install script runs as root on the host, and ${who} controls the node; ` +
+          "pin it with install.scriptSha256 (the script's sha256sum), which the host checks before running it",
+      });
+    }
+    return risks;
   }
 
   /**

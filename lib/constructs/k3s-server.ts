@@ -12,7 +12,7 @@ import { connectionDescription, destroyTimeConnection } from "../host/connection
 import * as v from "../host/validate";
 import { serverConfig } from "../render/k3s-config";
 import { renderDrainScript, renderUninstallScript } from "../render/uninstall-script";
-import { ensureProvider, terraformLiteral } from "./internal";
+import { ensureProvider, OptInRisk, terraformLiteral } from "./internal";
 import { duplicateAddresses, haErrors, requireHost } from "./cluster-checks";
 import { localPath } from "./local-path";
 import { K3sNode, K3sNodeProps, NodeRole } from "./k3s-node";
@@ -364,6 +364,30 @@ export class K3sServer extends K3sNode {
     TerraformStack.of(this).addOverride(`//.cdktf-k3s-kilo.${this.node.path.replace(/\./g, "_")}`, Lazy.anyValue({
       produce: () => require("./cluster-report").embeddedReport(this),
     }));
+  }
+
+  /**
+   * @internal The server's documented opt-ins that publish Services or turn a protection off, on
+   * top of a node's: warned about once per stack, naming every server that has them.
+   */
+  protected _optIns(props: K3sNodeProps): OptInRisk[] {
+    const risks = super._optIns(props);
+    const p = props as K3sServerProps;
+    if (this.decommissioned) return risks;
+    if (p.serviceLoadBalancer === true) {
+      risks.push({ key: "serviceLoadBalancer", text: (nodes) => `serviceLoadBalancer: true on ${nodes}: ServiceLB serves every LoadBalancer Service (Traefik's 80/443 included) ` +
+        "on the nodes' own addresses, and kube-proxy accepts that traffic ahead of ufw: those ports are open to the Internet whatever PeerFirewall says. " +
+        "Leave serviceLoadBalancer off unless that is what you want" });
+    }
+    if (p.networkPolicy === false) {
+      risks.push({ key: "networkPolicy", text: (nodes) => `networkPolicy: false on ${nodes}: NetworkPolicy objects are not enforced: every pod can reach every other pod, ` +
+        "and every node and mesh peer can reach every pod, whatever the policies say. Leave networkPolicy on unless another policy engine enforces them" });
+    }
+    if (p.secretsEncryption === false && this.clusterRoot === this) {
+      risks.push({ key: "secretsEncryption", text: (nodes) => `secretsEncryption: false on ${nodes}: Secrets are stored unencrypted in the datastore, its snapshots and backups, ` +
+        "so whoever reads any of them reads every Secret of the cluster. Leave secretsEncryption on" });
+    }
+    return risks;
   }
 
   /** @internal The cluster's pod network. */
