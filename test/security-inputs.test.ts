@@ -311,3 +311,35 @@ describe("documented opt-ins that open Services or turn protections off: one war
     ["a pinned mirror", (c) => server(c, { install: { scriptUrl: "https://mirror.example.com/k3s/install.sh", scriptSha256: "a".repeat(64) } })],
   ], /nodePortAddresses|serviceLoadBalancer|networkPolicy|secretsEncryption|scriptUrl/);
 });
+
+describe("the unclear errors, made clear", () => {
+  refused([
+    ["rollout.maxUnavailable from a number variable", (c) => server(c, { rollout: { maxUnavailable: c.num("mu") } }),
+      /K3sServer "cluster\/s": rollout\.maxUnavailable: a Terraform value \(a variable or another resource's attribute\) cannot be used here: .* give a number, such as 2/],
+    ["rollout.slotTimeoutSeconds from a number variable", (c) => server(c, { rollout: { slotTimeoutSeconds: c.num("st") } }), /rollout\.slotTimeoutSeconds: a Terraform value .* give a number, such as 3600/],
+    ["rollout.maxUnavailablePercent from a number variable", (c) => server(c, { rollout: { maxUnavailablePercent: c.num("mp") } }), /rollout\.maxUnavailablePercent: a Terraform value .* give a number, such as 25/],
+    ["drainTimeoutSeconds from a number variable", (c) => agent(c, server(c), { drainTimeoutSeconds: c.num("dt") }), /K3sAgent "cluster\/a": drainTimeoutSeconds: a Terraform value .* give a number, such as 120/],
+    ["install.readyTimeoutSeconds from a number variable", (c) => server(c, { install: { readyTimeoutSeconds: c.num("rt") } }), /install\.readyTimeoutSeconds: a Terraform value .* give a number, such as 300/],
+    ["kubeconfigPath \"\"", (c) => server(c, { kubeconfigPath: "" }), /K3sServer "cluster\/s": kubeconfigPath: is empty; give the file to write the admin kubeconfig to, such as "~\/\.kube\/k3s\.yaml", or leave kubeconfigPath out/],
+  ]);
+
+  test("a wireguardSubnet equal to the pod network is blamed on wireguardSubnet alone", () => {
+    hostile++;
+    const c = cluster();
+    const s = server(c);
+    new PeerFirewall(c.stack, "fw", { server: s, adminCidrs: ["198.51.100.0/24"] });
+    mesh(c, s, { wireguardSubnet: "10.42.0.0/16" });
+    const errors = errorsOf(c);
+    expect(errors.join("\n")).toMatch(/KiloMesh "mesh\/kilo": wireguardSubnet: 10\.42\.0\.0\/16 overlaps the pod network \(server clusterCidr\) 10\.42\.0\.0\/16; pick a separate range/);
+    expect(errors.filter((e) => e.includes("kiloSubnet"))).toEqual([]);
+  });
+
+  test("a firewall left at the default kiloSubnet beside a mesh on another subnet is told to set it", () => {
+    hostile++;
+    const c = cluster();
+    const s = server(c, { nodePortAddresses: ["10.8.0.0/16"] });
+    new PeerFirewall(c.stack, "fw", { server: s, adminCidrs: ["198.51.100.0/24"] });
+    mesh(c, s, { wireguardSubnet: "10.8.0.0/16" });
+    expect(errorsOf(c).join("\n")).toMatch(/PeerFirewall "cluster\/fw": kiloSubnet: not set, so Kilo's default 10\.4\.0\.0\/16, but KiloMesh mesh\/kilo's wireguardSubnet is 10\.8\.0\.0\/16; set kiloSubnet: "10\.8\.0\.0\/16"/);
+  });
+});

@@ -416,7 +416,9 @@ export abstract class K3sNode extends Construct {
     for (const t of this.taints) err("taints", v.checkTaint(t));
     if (props.install?.scriptUrl !== undefined) err("install.scriptUrl", v.checkUrl(props.install.scriptUrl));
     const rt = props.install?.readyTimeoutSeconds;
-    if (rt !== undefined && !v.isToken(rt) && (!Number.isInteger(rt) || rt < 10 || rt > 3600)) {
+    // Written into the install script at synth (READY_TIMEOUT=…): a token would be its marker there.
+    if (v.isNumberToken(rt)) err("install.readyTimeoutSeconds", v.synthTimeNumber("how long the install waits for K3s", "300"));
+    else if (rt !== undefined && (!Number.isInteger(rt) || rt < 10 || rt > 3600)) {
       err("install.readyTimeoutSeconds", `${rt} must be a whole number of seconds between 10 and 3600`);
     }
     if (props.install?.scriptSha256 !== undefined) err("install.scriptSha256", v.checkSha256(props.install.scriptSha256));

@@ -502,7 +502,9 @@ export class K3sServer extends K3sNode {
     if (this.clusterRoot === this) errors.push(...duplicateAddresses(this));
     errors.push(...haErrors(this, props));
     const kp = props.kubeconfigPath;
-    if (kp !== undefined && !v.isToken(kp) && (kp === "" || (/^~[^/]/.test(kp)))) {
+    if (kp !== undefined && !v.isToken(kp) && kp.trim() === "") {
+      err("kubeconfigPath", "is empty; give the file to write the admin kubeconfig to, such as \"~/.kube/k3s.yaml\", or leave kubeconfigPath out");
+    } else if (kp !== undefined && !v.isToken(kp) && /^~[^/]/.test(kp)) {
       err("kubeconfigPath", `"${kp}": give a file path; only "~" and "~/…" are expanded (to the deploying user's home), not "~user"`);
     }
     const s = props.host?.ssh;

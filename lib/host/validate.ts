@@ -464,3 +464,17 @@ export function family(value: string): "ipv4" | "ipv6" | undefined {
   if (checkIp(ip)) return undefined;
   return ip.includes(":") ? "ipv6" : "ipv4";
 }
+
+/**
+ * A number only Terraform knows (a number variable, another resource's attribute): cdktf encodes
+ * it as a huge negative double, which must never reach a message or a script as if it were one.
+ */
+export function isNumberToken(value: unknown): boolean {
+  return typeof value === "number" && Token.isUnresolved(value);
+}
+
+/** The message for a number that decides generated scripts at synth but was given as a Terraform value. */
+export function synthTimeNumber(what: string, example: string): string {
+  return `a Terraform value (a variable or another resource's attribute) cannot be used here: ${what} is written into the generated scripts at synth, ` +
+    `before Terraform knows the value; give a number, such as ${example}`;
+}
