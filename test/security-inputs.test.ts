@@ -236,6 +236,14 @@ describe("7. Terraform values inside extraConfig stay inside jsonencode()", () =
     expect(raw).toContain('\ndisable: ${jsonencode(concat(["servicelb"], var.disabled))}\n');
   });
 
+  test("nodePortAddresses from a list variable is joined by Terraform, inside jsonencode()", () => {
+    hostile++;
+    const c = cluster();
+    server(c, { nodePortAddresses: c.list("np") });
+    expect(errorsOf(c)).toEqual([]);
+    expect(rawConfigOf(c, "s")).toContain('\nkube-proxy-arg:\n  - ${jsonencode("nodeport-addresses=${join(",", var.np)}")}\n');
+  });
+
   test("the renderer itself encodes tokens nested in objects (defence in depth)", () => {
     hostile++;
     const c = cluster();

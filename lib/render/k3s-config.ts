@@ -98,7 +98,9 @@ function nodeConfig(s: NodeSettings): K3sConfig {
   // kubernetes/kubernetes pkg/proxy/iptables/proxier.go: without nodePortAddresses the KUBE-NODEPORTS
   // jump matches `-m addrtype --dst-type LOCAL` (every address); with it, one `-d <ip>` jump per
   // local address inside the CIDRs, recomputed on every sync.
-  c["kube-proxy-arg"] = [`nodeport-addresses=${(s.nodePortAddresses ?? DEFAULT_NODEPORT_ADDRESSES).join(",")}`];
+  const nodePorts = s.nodePortAddresses ?? DEFAULT_NODEPORT_ADDRESSES;
+  // A list only Terraform knows is joined by Terraform (a list token cannot be joined at synth).
+  c["kube-proxy-arg"] = [`nodeport-addresses=${Token.isUnresolved(nodePorts) ? Fn.join(",", nodePorts) : nodePorts.join(",")}`];
   return c;
 }
 
