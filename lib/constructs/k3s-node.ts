@@ -30,7 +30,8 @@ export interface K3sInstallOptions {
   /**
    * URL of K3s's install script: a mirror, or `file:///path` for a copy already on the host.
    * The script is fetched once per URL and kept on the host; the install's fingerprint covers
-   * its content, so a different script re-runs the install.
+   * its content, so a different script re-runs the install. Credentials in the URL (`user:pass@`)
+   * are refused; without `scriptSha256`, synth warns.
    * @default - install.sh of the release tag being installed, K3S_RELEASE_INSTALL_SCRIPT_URL
    * ("https://raw.githubusercontent.com/k3s-io/k3s/v1.33.4%2Bk3s1/install.sh" for the default version)
    */
@@ -93,7 +94,9 @@ export interface K3sNodeProps {
   readonly install?: K3sInstallOptions;
   /**
    * Any other K3s config keys (flag names without dashes, lists for repeatable flags), for example
-   * `{ "disable": ["traefik"], "kubelet-arg": ["max-pods=150"] }`. Keys this library manages are refused.
+   * `{ "disable": ["traefik"], "kubelet-arg": ["max-pods=150"] }`. Keys this library manages are refused
+   * (also in K3s's `key+` form), as are keys that are Terraform values and object values; values may be
+   * Terraform values (written into config.yaml through `jsonencode()`).
    * @default - none
    */
   readonly extraConfig?: { [key: string]: any };

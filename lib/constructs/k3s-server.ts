@@ -106,8 +106,10 @@ export interface K3sServerProps extends K3sNodeProps {
    * An external datastore instead of embedded etcd: a `postgres://`, `mysql://` or `https://` (etcd)
    * endpoint for K3s's `datastore-endpoint`. It usually holds a password, so pass it as a sensitive
    * value (a `TerraformVariable` with `sensitive: true`, or a secret manager's data source): it is
-   * written into /etc/rancher/k3s/config.yaml only, never onto a command line. Set it on the first
-   * server; joining servers use the same datastore (and then need no `server` URL to join).
+   * written into /etc/rancher/k3s/config.yaml only, never onto a command line. A password in a literal
+   * part (also one joined to a token) is refused; a plaintext connection (http://, sslmode that allows
+   * plaintext, MySQL without tls) is warned about. Set it on the first server; joining servers use
+   * the same datastore (and then need no `server` URL to join).
    * @default - embedded etcd when servers join, SQLite for a single server
    */
   readonly datastoreEndpoint?: string;

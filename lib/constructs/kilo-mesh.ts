@@ -113,7 +113,9 @@ export interface KiloMeshProps {
   readonly wireguardGoImage?: string;
   /**
    * Further kg flags, such as `--log-level=debug` or `--resync-period=1m`. Flags the typed
-   * props set are refused, as are `--kubeconfig` and `--master`.
+   * props set are refused, as are `--kubeconfig` and `--master`, `--iptables-forward-rules`
+   * (which Kilo calls potentially insecure) and flags that undo the mesh (`--cni-path`,
+   * `--cni=false`, `--compatibility`, `--version`, `--topology-label` with LOCATION granularity).
    * @default - none
    */
   readonly extraArgs?: string[];
