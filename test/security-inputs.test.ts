@@ -155,6 +155,10 @@ describe("4. nodePortAddresses that publish NodePorts", () => {
       /K3sServer "cluster\/s": nodePortAddresses\[1\]: "203\.0\.113\.0\/24" covers this node's public address 203\.0\.113\.10, so NodePort Services answer there to the whole Internet, past ufw\. nodePortAddresses chooses which of the node's own addresses serve NodePorts, not who may connect/],
     ["a range that covers the node's private address", (c) => agent(c, server(c), { host: { address: "203.0.113.11", privateAddress: "10.0.0.5", ssh }, nodePortAddresses: ["10.0.0.0/8"] }),
       /K3sAgent "cluster\/a": nodePortAddresses\[0\]: "10\.0\.0\.0\/8" covers this node's private address 10\.0\.0\.5, so NodePort Services answer there to every machine on that private network, past ufw/],
+    ["the default range holding the private address of a node whose mesh uses another subnet", (c) => {
+      const s = server(c, { host: { address: "203.0.113.10", privateAddress: "10.4.0.7", ssh } });
+      mesh(c, s, { wireguardSubnet: "10.8.0.0/16" });
+    }, /nodePortAddresses\[0\]: "10\.4\.0\.0\/16" covers this node's private address 10\.4\.0\.7.*give the mesh's WireGuard subnet/],
     ["::/0 in an IPv6 cluster", (c) => server(c, { ...ipv6, nodePortAddresses: ["fd42:4::/64", "::/0"] }), /nodePortAddresses: "::\/0" serves NodePort Services on every address of cluster\/s, public ones included/],
     ["a one-address range on the public IPv6 address", (c) => new K3sServer(c.stack, "s", { host: { address: "2001:db8::10", ssh }, ...ipv6, nodePortAddresses: ["fd42:4::/64", "2001:db8::10/128"] }), /nodePortAddresses\[1\]: "2001:db8::10\/128" covers this node's public address 2001:db8::10/],
   ]);

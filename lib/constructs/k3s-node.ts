@@ -228,7 +228,7 @@ export abstract class K3sNode extends Construct {
       const [kind, address, audience] = hit;
       Annotations.of(this).addWarning(`${where}: nodePortAddresses[${i}]: "${c}" covers this node's ${kind} address ${address}, so NodePort Services answer there ${audience}, past ufw. ` +
         "nodePortAddresses chooses which of the node's own addresses serve NodePorts, not who may connect: kube-proxy answers whoever reaches that address. " +
-        `Leave out ranges that hold the node's ${kind} address (the default, Kilo's subnet, serves the mesh only)`);
+        `Leave out ranges that hold the node's ${kind} address: give the mesh's WireGuard subnet (Kilo's default 10.4.0.0/16, or KiloMesh wireguardSubnet), which serves the mesh only`);
     });
   }
 
