@@ -129,19 +129,25 @@ export function haErrors(server: K3sServer, props: { join?: unknown; datastoreEn
       err("datastoreEndpoint", `set it on the first server ${root.node.path} only; joining servers use the same datastore`);
     }
   }
-  if (props.datastoreEndpoint !== undefined && !v.isToken(props.datastoreEndpoint)) {
-    const d = props.datastoreEndpoint;
-    if (!/^(postgres|mysql|https?|unixs?):\/\//.test(d)) {
-      err("datastoreEndpoint", "give a postgres://, mysql:// or https:// (etcd) endpoint, as K3s's datastore-endpoint takes");
-    } else if (/:\/\/[^/@]*:[^/@]*@/.test(d) || /password=/i.test(d)) {
-      err("datastoreEndpoint", "this endpoint carries a password as plain text, which would be written into the synthesized JSON; pass it as a sensitive TerraformVariable's value (or a secret manager's data source) instead");
-    }
+  if (props.datastoreEndpoint !== undefined) {
+    // Literal parts too: a password joined to a token (template string, Fn.join) still lands in cdk.tf.json.
+    const bad = v.checkDatastoreEndpoint(props.datastoreEndpoint);
+    if (bad) err("datastoreEndpoint", bad);
   }
   if (server === root) {
     const o = props.rollout ?? {};
-    if (o.maxUnavailable !== undefined && (!Number.isInteger(o.maxUnavailable) || o.maxUnavailable < 1)) err("rollout.maxUnavailable", `${o.maxUnavailable} must be a whole number of agents, at least 1`);
-    if (o.maxUnavailablePercent !== undefined && (!Number.isFinite(o.maxUnavailablePercent) || o.maxUnavailablePercent <= 0 || o.maxUnavailablePercent > 100)) err("rollout.maxUnavailablePercent", `${o.maxUnavailablePercent} must be a percentage above 0 and at most 100`);
-    if (o.slotTimeoutSeconds !== undefined && (!Number.isInteger(o.slotTimeoutSeconds) || o.slotTimeoutSeconds < 60 || o.slotTimeoutSeconds > 7 * 86400)) {
+    // A number token is a huge negative double at synth: say what it is rather than print it.
+    const late = (field: string, value: number | undefined, what: string, example: string) => {
+      if (!v.isNumberToken(value)) return false;
+      err(field, v.synthTimeNumber(what, example));
+      return true;
+    };
+    const muLate = late("rollout.maxUnavailable", o.maxUnavailable, "how many agents restart at once", "2");
+    const mpLate = late("rollout.maxUnavailablePercent", o.maxUnavailablePercent, "how many agents restart at once", "25");
+    const stLate = late("rollout.slotTimeoutSeconds", o.slotTimeoutSeconds, "how long an agent waits for a rollout slot", "3600");
+    if (!muLate && o.maxUnavailable !== undefined && (!Number.isInteger(o.maxUnavailable) || o.maxUnavailable < 1)) err("rollout.maxUnavailable", `${o.maxUnavailable} must be a whole number of agents, at least 1`);
+    if (!mpLate && o.maxUnavailablePercent !== undefined && (!Number.isFinite(o.maxUnavailablePercent) || o.maxUnavailablePercent <= 0 || o.maxUnavailablePercent > 100)) err("rollout.maxUnavailablePercent", `${o.maxUnavailablePercent} must be a percentage above 0 and at most 100`);
+    if (!stLate && o.slotTimeoutSeconds !== undefined && (!Number.isInteger(o.slotTimeoutSeconds) || o.slotTimeoutSeconds < 60 || o.slotTimeoutSeconds > 7 * 86400)) {
       err("rollout.slotTimeoutSeconds", `${o.slotTimeoutSeconds} must be a whole number of seconds between 60 and 604800 (7 days)`);
     }
     if (o.maxUnavailable !== undefined && o.maxUnavailablePercent !== undefined) err("rollout", "give maxUnavailable or maxUnavailablePercent, not both");
@@ -170,7 +176,8 @@ export function haErrors(server: K3sServer, props: { join?: unknown; datastoreEn
     }
   }
   const dt = props.drainTimeoutSeconds;
-  if (dt !== undefined && (!Number.isInteger(dt) || dt < 0 || dt > 3600)) err("drainTimeoutSeconds", `${dt} must be a whole number of seconds between 0 and 3600`);
+  if (v.isNumberToken(dt)) err("drainTimeoutSeconds", v.synthTimeNumber("how long the drain waits", "120"));
+  else if (dt !== undefined && (!Number.isInteger(dt) || dt < 0 || dt > 3600)) err("drainTimeoutSeconds", `${dt} must be a whole number of seconds between 0 and 3600`);
   return errors;
 }
 

@@ -146,7 +146,24 @@ export function requireHostKeys(scope: IConstruct): boolean {
   return v === true || v === "true";
 }
 
-interface NodeEntry { readonly path: string; readonly host: Host; readonly server: boolean }
+/**
+ * A documented opt-in that opens Services or turns a protection off (or a setting as risky),
+ * warned about once per stack: nodes with the same key share one warning that names them all.
+ */
+export interface OptInRisk {
+  /** Nodes whose risks have the same key are named in one warning. */
+  readonly key: string;
+  /** The warning, given the nodes' paths joined with ", "; it names the field, the risk and the fix. */
+  readonly text: (nodes: string) => string;
+}
+
+interface NodeEntry {
+  readonly path: string;
+  readonly host: Host;
+  readonly server: boolean;
+  /** Read at synth, once the whole cluster is known. */
+  readonly optIns?: () => OptInRisk[];
+}
 const reported = new WeakMap<TerraformStack, NodeEntry[]>();
 
 /** The hosts (nodes and bastions) whose SSH host key Terraform does not check, as readable names. */
@@ -168,8 +185,9 @@ export function unpinnedHosts(nodes: readonly NodeEntry[]): string[] {
 
 /**
  * Register a node of `stack`; the first registration adds an aspect that, at synth, tells the user
- * once per stack what Terraform will not protect: hosts whose SSH key is not pinned, and cluster
- * secrets kept in a local state file.
+ * once per stack what Terraform will not protect: hosts whose SSH key is not pinned, cluster
+ * secrets kept in a local state file, and the nodes' opt-ins that open Services or turn a
+ * protection off (one warning per kind, naming every node that has it).
  */
 export function reportStackSecurity(stack: TerraformStack, node: NodeEntry): void {
   const known = reported.get(stack);
@@ -193,6 +211,15 @@ export function reportStackSecurity(stack: TerraformStack, node: NodeEntry): voi
           "which writes terraform.<stack>.tfstate with your umask (often world-readable, 0644). Run cdktf with umask 077, " +
           "or configure an encrypted remote backend with access control.");
       }
+      const groups = new Map<string, { risk: OptInRisk; paths: string[] }>();
+      for (const n of nodes) {
+        for (const risk of n.optIns?.() ?? []) {
+          const g = groups.get(risk.key) ?? { risk, paths: [] };
+          groups.set(risk.key, g);
+          if (!g.paths.includes(n.path)) g.paths.push(n.path);
+        }
+      }
+      for (const { risk, paths } of groups.values()) Annotations.of(stack).addWarning(`cdktf-k3s-kilo: ${risk.text(paths.join(", "))}`);
     },
   };
   Aspects.of(stack).add(aspect);

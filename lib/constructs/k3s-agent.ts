@@ -125,6 +125,11 @@ export class K3sAgent extends K3sNode {
       });
   }
 
+  /** @internal The pod network of the cluster this agent joins. */
+  public get _clusterCidr(): string | undefined {
+    return this.server instanceof K3sServer ? this.server.clusterCidr : undefined;
+  }
+
   private validateAgent(props: K3sAgentProps): string[] {
     const errors: string[] = [];
     const where = `K3sAgent "${this.node.path}"`;
@@ -148,7 +153,9 @@ export class K3sAgent extends K3sNode {
     const newer = agentNewerThanServer(this, props.server);
     if (newer) errors.push(`${where}: version: ${newer}`);
     const dt = props.drainTimeoutSeconds;
-    if (dt !== undefined && (!Number.isInteger(dt) || dt < 0 || dt > 3600)) {
+    if (v.isNumberToken(dt)) {
+      errors.push(`${where}: drainTimeoutSeconds: ${v.synthTimeNumber("how long the drain waits", "120")}`);
+    } else if (dt !== undefined && (!Number.isInteger(dt) || dt < 0 || dt > 3600)) {
       errors.push(`${where}: drainTimeoutSeconds: ${dt} must be a whole number of seconds between 0 and 3600`);
     }
     return errors;

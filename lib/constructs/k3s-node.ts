@@ -3,7 +3,7 @@
  * put K3s on it — a membership record that carries destroy-time cleanup, and an install step
  * that re-runs only when this node's K3s version or configuration changes.
  */
-import { dependable, Fn, ITerraformDependable, Lazy, SSHProvisionerConnection, TerraformStack } from "cdktf";
+import { Annotations, Aspects, dependable, Fn, ITerraformDependable, Lazy, SSHProvisionerConnection, TerraformStack, Tokenization } from "cdktf";
 import { Construct } from "constructs";
 import { connectionDescription, createTimeConnection } from "../host/connection";
 import { Host, REQUIRE_HOST_KEYS_CONTEXT } from "../host/host";
@@ -11,7 +11,8 @@ import * as v from "../host/validate";
 import { renderK3sConfig, K3sConfig, managedKeyReason, DEFAULT_NODEPORT_ADDRESSES } from "../render/k3s-config";
 import { InstallSettings, installScriptParts, RESTART_DECISION_DIGEST, STAGED_CONFIG } from "../render/install-script";
 import { joinScript, stagingScriptParts } from "../render/shell";
-import { fingerprint, reportStackSecurity, requireHostKeys, sharedScriptInline, TerraformData, terraformLiteral } from "./internal";
+import { fingerprint, OptInRisk, reportStackSecurity, requireHostKeys, sharedScriptInline, TerraformData, terraformLiteral } from "./internal";
+import { DEFAULT_KILO_SUBNET } from "../render/firewall-rules";
 import { K3S_DEFAULT_VERSION, K3S_RELEASE_INSTALL_SCRIPT_URL } from "../versions";
 
 /** The role of a node in the cluster. */
@@ -29,7 +30,8 @@ export interface K3sInstallOptions {
   /**
    * URL of K3s's install script: a mirror, or `file:///path` for a copy already on the host.
    * The script is fetched once per URL and kept on the host; the install's fingerprint covers
-   * its content, so a different script re-runs the install.
+   * its content, so a different script re-runs the install. Credentials in the URL (`user:pass@`)
+   * are refused; without `scriptSha256`, synth warns.
    * @default - install.sh of the release tag being installed, K3S_RELEASE_INSTALL_SCRIPT_URL
    * ("https://raw.githubusercontent.com/k3s-io/k3s/v1.33.4%2Bk3s1/install.sh" for the default version)
    */
@@ -92,7 +94,9 @@ export interface K3sNodeProps {
   readonly install?: K3sInstallOptions;
   /**
    * Any other K3s config keys (flag names without dashes, lists for repeatable flags), for example
-   * `{ "disable": ["traefik"], "kubelet-arg": ["max-pods=150"] }`. Keys this library manages are refused.
+   * `{ "disable": ["traefik"], "kubelet-arg": ["max-pods=150"] }`. Keys this library manages are refused
+   * (also in K3s's `key+` form), as are keys that are Terraform values and object values; values may be
+   * Terraform values (written into config.yaml through `jsonencode()`).
    * @default - none
    */
   readonly extraConfig?: { [key: string]: any };
@@ -137,6 +141,8 @@ export abstract class K3sNode extends Construct {
   /** @internal */
   protected _installStep!: TerraformData;
   private readonly prerequisites: ITerraformDependable[] = [];
+  /** The Kilo subnets meshes and firewalls covering this node declared: [cidr, whose]. */
+  private readonly kiloSubnets: Array<[string, string]> = [];
 
   protected constructor(scope: Construct, id: string, props: K3sNodeProps, role: NodeRole) {
     super(scope, id);
@@ -149,7 +155,81 @@ export abstract class K3sNode extends Construct {
     this.nodePortAddresses = props.nodePortAddresses ?? [...DEFAULT_NODEPORT_ADDRESSES];
     this.decommissioned = (props as { decommission?: boolean }).decommission === true;
     this.node.addValidation({ validate: () => this.validateNode(props) });
-    reportStackSecurity(this.stack, { path: this.node.path, host: props.host, server: role === NodeRole.SERVER });
+    reportStackSecurity(this.stack, { path: this.node.path, host: props.host, server: role === NodeRole.SERVER, optIns: () => this._optIns(props) });
+    // At synth: an agent's cluster (its pod network's family) is known once its server is.
+    Aspects.of(this).add({ visit: (c) => { if (c === this) this.warnAboutNodePorts(); } });
+  }
+
+  /**
+   * @internal A KiloMesh (wireguardSubnet) or PeerFirewall (kiloSubnet) covering this node tells it
+   * the WireGuard subnet, which none of the node's own addresses may be in.
+   */
+  public _useKiloSubnet(cidr: string, whose: string): void {
+    if (!this.kiloSubnets.some(([c, w]) => c === cidr && w === whose)) this.kiloSubnets.push([cidr, whose]);
+  }
+
+  /** @internal The pod network of this node's cluster (the first server's clusterCidr). */
+  public get _clusterCidr(): string | undefined {
+    return undefined;
+  }
+
+  /** The address family of this node's cluster, when its pod network is a literal. */
+  private clusterFamily(): "ipv4" | "ipv6" | undefined {
+    const cidr = this._clusterCidr;
+    return cidr === undefined ? undefined : v.family(cidr);
+  }
+
+  /**
+   * @internal Documented opt-ins of this node that open Services or turn a protection off, warned
+   * about once per stack (reportStackSecurity), naming every node that has them.
+   */
+  protected _optIns(props: K3sNodeProps): OptInRisk[] {
+    if (this.decommissioned) return [];
+    const fam = this.clusterFamily();
+    const risks: OptInRisk[] = (v.isToken(this.nodePortAddresses) ? [] : this.nodePortAddresses)
+      .filter((c) => (c === "0.0.0.0/0" || c === "::/0") && (fam === undefined || v.family(c) === fam))
+      .map((c) => ({
+        key: `nodePortAddresses ${c}`,
+        text: (nodes: string) => `nodePortAddresses: "${c}" serves NodePort Services on every address of ${nodes}, public ones included: ` +
+          "kube-proxy accepts that traffic ahead of ufw, so PeerFirewall does not filter it and every NodePort is open to the Internet. " +
+          "Leave nodePortAddresses at its default (Kilo's subnet: the mesh only) unless that is what you want",
+      }));
+    const url = props.install?.scriptUrl;
+    if (url !== undefined && props.install?.scriptSha256 === undefined && url !== releaseInstallScriptUrl(this.version)) {
+      const shown = v.showShape(v.literalShape(url));
+      const who = url.startsWith("file://") ? `whoever can change ${shown} on the host` : `whoever controls ${shown} (or the mirror's TLS)`;
+      risks.push({
+        key: `install.scriptUrl ${url}`,
+        text: (nodes: string) => `install.scriptUrl without install.scriptSha256 on ${nodes}: the install script runs as root on the host, and ${who} controls the node; ` +
+          "pin it with install.scriptSha256 (the script's sha256sum), which the host checks before running it",
+      });
+    }
+    return risks;
+  }
+
+  /**
+   * A nodePortAddresses range (other than a /0, warned about per stack) that holds the node's own
+   * public or private address: NodePorts answer there, past ufw. Usually a range meant as "who may
+   * connect", which is not what the setting means. Only ranges of the cluster's family count: the
+   * other family has no Services.
+   */
+  private warnAboutNodePorts(): void {
+    if (this.decommissioned || v.isToken(this.nodePortAddresses) || !this.host) return;
+    const fam = this.clusterFamily();
+    const where = `${this.constructor.name} "${this.node.path}"`;
+    const own: Array<[string, string | undefined, string]> = [
+      ["public", this.host.address, "to the whole Internet"],
+      ["private", this.host.privateAddress, "to every machine on that private network"],
+    ];
+    this.nodePortAddresses.forEach((c, i) => {
+      if (c === "0.0.0.0/0" || c === "::/0" || v.checkCidr(c) || (fam !== undefined && v.family(c) !== fam)) return;
+      const hit = own.find(([, a]) => a !== undefined && !v.isToken(a) && !v.checkIp(a) && v.overlaps(c, a));
+      if (!hit) return;
+      const [kind, address, audience] = hit;
+      Annotations.of(this).addWarning(`${where}: nodePortAddresses[${i}]: "${c}" covers this node's ${kind} address ${address}, so NodePort Services answer there ${audience}, past ufw. ` +
+        "nodePortAddresses chooses which of the node's own addresses serve NodePorts, not who may connect: kube-proxy answers whoever reaches that address. " +
+        `Leave out ranges that hold the node's ${kind} address: give the mesh's WireGuard subnet (Kilo's default 10.4.0.0/16, or KiloMesh wireguardSubnet), which serves the mesh only`);
+    });
   }
 
   /** The resource that installs K3s on this node; depend on it to run after the install. */
@@ -276,6 +356,18 @@ export abstract class K3sNode extends Construct {
     }
     err("host.address", v.checkAddress(h.address));
     if (h.privateAddress !== undefined) err("host.privateAddress", v.checkIp(h.privateAddress));
+    // Kilo numbers kilo0 from its subnet and routes the whole subnet into the tunnel.
+    const subnets: Array<[string, string]> = this.kiloSubnets.length ? this.kiloSubnets : [[DEFAULT_KILO_SUBNET, "Kilo's default"]];
+    for (const [field, address] of [["host.address", h.address], ["host.privateAddress", h.privateAddress]] as const) {
+      if (address === undefined || v.isToken(address) || v.checkIp(address)) continue;
+      const inside = subnets.find(([c]) => !v.isToken(c) && !v.checkCidr(c) && v.overlaps(c, address));
+      if (inside) {
+        err(field, `${address} is inside the Kilo WireGuard subnet ${inside[0]} (${inside[1]}): Kilo gives the nodes' kilo0 interfaces addresses from it and routes ` +
+          "the whole subnet into the tunnel, so this address would clash with a mesh address and traffic to it would go into WireGuard; and nodePortAddresses, " +
+          "by default that subnet, would serve NodePorts on it. Give the mesh another subnet (KiloMesh wireguardSubnet and PeerFirewall kiloSubnet, the same range), " +
+          "or give the node an address outside it");
+      }
+    }
     if (h.publicAddressOnInterface === false && !v.isToken(h.address) && v.checkIp(h.address)) {
       err("host.address", `"${h.address}" must be an IP address when publicAddressOnInterface is false (K3s's node-external-ip takes an IP)`);
     }
@@ -327,22 +419,67 @@ export abstract class K3sNode extends Construct {
     for (const t of this.taints) err("taints", v.checkTaint(t));
     if (props.install?.scriptUrl !== undefined) err("install.scriptUrl", v.checkUrl(props.install.scriptUrl));
     const rt = props.install?.readyTimeoutSeconds;
-    if (rt !== undefined && !v.isToken(rt) && (!Number.isInteger(rt) || rt < 10 || rt > 3600)) {
+    // Written into the install script at synth (READY_TIMEOUT=…): a token would be its marker there.
+    if (v.isNumberToken(rt)) err("install.readyTimeoutSeconds", v.synthTimeNumber("how long the install waits for K3s", "300"));
+    else if (rt !== undefined && (!Number.isInteger(rt) || rt < 10 || rt > 3600)) {
       err("install.readyTimeoutSeconds", `${rt} must be a whole number of seconds between 10 and 3600`);
     }
     if (props.install?.scriptSha256 !== undefined) err("install.scriptSha256", v.checkSha256(props.install.scriptSha256));
-    for (const k of Object.keys(props.extraConfig ?? {})) {
+    const extra = props.extraConfig ?? {};
+    for (const k of Object.keys(extra)) {
       const managed = managedKeyReason(k);
-      if (managed) err(`extraConfig["${k}"]`, `this key is managed by cdktf-k3s-kilo (${managed})`);
+      if (v.isToken(k)) {
+        // Keys are written into config.yaml as they are: only values go through jsonencode().
+        err("extraConfig", `a key from a Terraform value ("${v.showShape(v.literalShape(k))}") would be written into config.yaml as it is and could name any setting, ` +
+          "the managed ones included; write K3s flag names literally");
+      } else if (managed) err(`extraConfig["${k}"]`, `this key is managed by cdktf-k3s-kilo (${managed})`);
       else if (k.startsWith("-")) err(`extraConfig["${k}"]`, `write the flag name without leading dashes ("${k.replace(/^-+/, "")}")`);
+      else if (!/^[a-z0-9][a-z0-9-]*\+?$/.test(k)) {
+        err(`extraConfig[${JSON.stringify(k)}]`, "not a K3s flag name: write it as K3s spells the flag, in lower case with letters, digits and \"-\" (a trailing \"+\" appends), such as \"kubelet-arg\"");
+      }
     }
-    const proxyArgs = props.extraConfig?.["kube-proxy-arg"] ?? props.extraConfig?.["kube-proxy-arg+"];
-    for (const a of Array.isArray(proxyArgs) ? proxyArgs : proxyArgs !== undefined ? [proxyArgs] : []) {
-      if (typeof a === "string" && /^-*nodeport-addresses[= ]/.test(a)) err(`extraConfig["kube-proxy-arg"]`, `"${a}": use the nodePortAddresses prop`);
+    // K3s turns each value into --key=value (a list into one flag per item); a map has no such form.
+    const objectValue = (x: unknown) => x !== null && typeof x === "object" && !Array.isArray(x) && !Tokenization.isResolvable(x);
+    for (const [k, value] of Object.entries(extra)) {
+      if (v.isToken(k)) continue;
+      const items: Array<[string, unknown]> = Array.isArray(value) ? value.map((x, i) => [`extraConfig["${k}"][${i}]`, x]) : [[`extraConfig["${k}"]`, value]];
+      for (const [at, x] of items) {
+        if (objectValue(x)) err(at, "an object; K3s config values are a string, a number, a boolean or a list of those (a flag given several times is a list)");
+        else if (Array.isArray(x)) err(at, "a list inside a list; K3s config values are a string, a number, a boolean or a list of those");
+      }
+    }
+    // kube-proxy's own NodePort setting, in every form that reaches it: the kube-proxy-arg and
+    // kube-proxy-arg+ keys (K3s's configfilearg appends), and K3s's arg+= / arg-= forms, which
+    // append to or prepend before our value (k3s-io/k3s pkg/util/args.go, GetArgs). Literal parts of
+    // a value mixed with tokens count too.
+    for (const key of Object.keys(extra).filter((k) => k.replace(/\+$/, "") === "kube-proxy-arg")) {
+      const value = extra[key];
+      for (const a of Array.isArray(value) ? value : value !== undefined ? [value] : []) {
+        if (typeof a !== "string") continue;
+        const shape = v.literalShape(a);
+        const name = /^-*([^=\s]*)/.exec(shape)![1].replace(/[+-]+$/, "");
+        if (name === "nodeport-addresses") err(`extraConfig["${key}"]`, `"${v.showShape(shape)}": use the nodePortAddresses prop`);
+        if (name === "config") {
+          err(`extraConfig["${key}"]`, `"${v.showShape(shape)}": kube-proxy would take its whole configuration from that file and ignore the flags K3s passes, nodeport-addresses included, ` +
+            "so NodePorts could answer on every address; give the settings you need as kube-proxy-arg flags (and NodePort addresses as the nodePortAddresses prop)");
+        }
+      }
     }
     if (!v.isToken(this.nodePortAddresses)) {
       if (this.nodePortAddresses.length === 0) err("nodePortAddresses", "give at least one CIDR block; [\"0.0.0.0/0\"] serves NodePorts on every address");
       this.nodePortAddresses.forEach((c, i) => err(`nodePortAddresses[${i}]`, v.checkCidr(c)));
+      // kube-proxy serves a family it has no range for on every address (kubernetes
+      // pkg/proxy/util/nodeport_addresses.go, NewNodePortAddresses: no CIDR of the family → 0.0.0.0/0 or ::/0).
+      const fam = this.clusterFamily();
+      const literal = this.nodePortAddresses.length > 0 && this.nodePortAddresses.every((c) => !v.isToken(c) && !v.checkCidr(c));
+      if (fam !== undefined && literal && !this.nodePortAddresses.some((c) => v.family(c) === fam)) {
+        const ipv = fam === "ipv6" ? "IPv6" : "IPv4";
+        const given = `${this.nodePortAddresses.join(", ")}${props.nodePortAddresses === undefined ? ", the default" : ""}`;
+        err("nodePortAddresses", `the cluster's pod network ${this._clusterCidr} is ${ipv}, but nodePortAddresses (${given}) has no ${ipv} range, ` +
+          `and kube-proxy serves NodePorts on every address of a family it has no range for, so they would answer on every ${ipv} address of the node, public ones included, past ufw. ` +
+          `Add the ${ipv} range whose node addresses should serve NodePorts (${fam === "ipv6" ? "such as the mesh's IPv6 subnet" : "such as Kilo's subnet 10.4.0.0/16"}), ` +
+          `or ${fam === "ipv6" ? "\"::/0\"" : "\"0.0.0.0/0\""} to publish them on purpose`);
+      }
     }
     // Node names must be unique across the cluster's stack.
     const others = this.stack.node.findAll().filter((c): c is K3sNode => c instanceof K3sNode && c !== this);

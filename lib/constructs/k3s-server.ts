@@ -12,7 +12,7 @@ import { connectionDescription, destroyTimeConnection } from "../host/connection
 import * as v from "../host/validate";
 import { serverConfig } from "../render/k3s-config";
 import { renderDrainScript, renderUninstallScript } from "../render/uninstall-script";
-import { ensureProvider, terraformLiteral } from "./internal";
+import { ensureProvider, OptInRisk, terraformLiteral } from "./internal";
 import { duplicateAddresses, haErrors, haWarnings, requireHost, SensitiveSource, sensitiveOutputErrors } from "./cluster-checks";
 import { localPath } from "./local-path";
 import { K3sNode, K3sNodeProps, NodeRole } from "./k3s-node";
@@ -109,8 +109,10 @@ export interface K3sServerProps extends K3sNodeProps {
    * An external datastore instead of embedded etcd: a `postgres://`, `mysql://` or `https://` (etcd)
    * endpoint for K3s's `datastore-endpoint`. It usually holds a password, so pass it as a sensitive
    * value (a `TerraformVariable` with `sensitive: true`, or a secret manager's data source): it is
-   * written into /etc/rancher/k3s/config.yaml only, never onto a command line. Set it on the first
-   * server; joining servers use the same datastore (and then need no `server` URL to join).
+   * written into /etc/rancher/k3s/config.yaml only, never onto a command line. A password in a literal
+   * part (also one joined to a token) is refused; a plaintext connection (http://, sslmode that allows
+   * plaintext, MySQL without tls) is warned about. Set it on the first server; joining servers use
+   * the same datastore (and then need no `server` URL to join).
    * @default - embedded etcd when servers join, SQLite for a single server
    */
   readonly datastoreEndpoint?: string;
@@ -219,6 +221,7 @@ export class K3sServer extends K3sNode {
     this.node.addValidation({ validate: () => this.validateServer(props) });
     // At synth, once every server of the cluster exists.
     if (root === this) Aspects.of(this).add({ visit: (c) => { if (c === this) for (const w of haWarnings(this)) Annotations.of(this).addWarning(w); } });
+    if (root === this && props.datastoreEndpoint !== undefined) this.warnAboutPlaintextDatastore(props);
     const h = this.host;
 
     if (root === this) {
@@ -388,6 +391,35 @@ export class K3sServer extends K3sNode {
     }));
   }
 
+  /**
+   * @internal The server's documented opt-ins that publish Services or turn a protection off, on
+   * top of a node's: warned about once per stack, naming every server that has them.
+   */
+  protected _optIns(props: K3sNodeProps): OptInRisk[] {
+    const risks = super._optIns(props);
+    const p = props as K3sServerProps;
+    if (this.decommissioned) return risks;
+    if (p.serviceLoadBalancer === true) {
+      risks.push({ key: "serviceLoadBalancer", text: (nodes) => `serviceLoadBalancer: true on ${nodes}: ServiceLB serves every LoadBalancer Service (Traefik's 80/443 included) ` +
+        "on the nodes' own addresses, and kube-proxy accepts that traffic ahead of ufw: those ports are open to the Internet whatever PeerFirewall says. " +
+        "Leave serviceLoadBalancer off unless that is what you want" });
+    }
+    if (p.networkPolicy === false) {
+      risks.push({ key: "networkPolicy", text: (nodes) => `networkPolicy: false on ${nodes}: NetworkPolicy objects are not enforced: every pod can reach every other pod, ` +
+        "and every node and mesh peer can reach every pod, whatever the policies say. Leave networkPolicy on unless another policy engine enforces them" });
+    }
+    if (p.secretsEncryption === false && this.clusterRoot === this) {
+      risks.push({ key: "secretsEncryption", text: (nodes) => `secretsEncryption: false on ${nodes}: Secrets are stored unencrypted in the datastore, its snapshots and backups, ` +
+        "so whoever reads any of them reads every Secret of the cluster. Leave secretsEncryption on" });
+    }
+    return risks;
+  }
+
+  /** @internal The cluster's pod network. */
+  public get _clusterCidr(): string | undefined {
+    return this.clusterCidr;
+  }
+
   /** @internal */
   public _tlsSans?: string[];
   /** @internal */
@@ -468,6 +500,21 @@ export class K3sServer extends K3sNode {
     output("kubeconfig", this.kubeconfig, "Admin kubeconfig (sensitive): cdktf output / terraform output -raw <name>", true);
   }
 
+  /**
+   * A datastore reached without TLS (or with a mode that falls back to plaintext) is a warning, not
+   * an error: on the same private network as the servers it can be what you want, which synth cannot
+   * tell. The message says what crosses the network and how to encrypt it.
+   */
+  private warnAboutPlaintextDatastore(props: K3sServerProps): void {
+    const extra = props.extraConfig ?? {};
+    const tlsFiles = ["datastore-cafile", "datastore-certfile", "datastore-keyfile"].some((k) => extra[k] !== undefined || extra[`${k}+`] !== undefined);
+    const plain = v.datastorePlaintextRisk(props.datastoreEndpoint!, tlsFiles);
+    if (!plain) return;
+    Annotations.of(this).addWarning(`K3sServer "${this.node.path}": datastoreEndpoint: ${plain.risk}: the datastore holds the whole cluster state, Secrets included, ` +
+      `and whoever can read or change traffic on the way to it can read or change the cluster. ${plain.fix[0].toUpperCase()}${plain.fix.slice(1)}. ` +
+      "If the datastore is reached over a private network you trust, this warning is expected (synth cannot tell).");
+  }
+
   private validateServer(props: K3sServerProps): string[] {
     const errors: string[] = [];
     const err = (field: string, msg: string | undefined) => { if (msg) errors.push(`K3sServer "${this.node.path}": ${field}: ${msg}`); };
@@ -480,7 +527,9 @@ export class K3sServer extends K3sNode {
     if (this.clusterRoot === this) errors.push(...duplicateAddresses(this));
     errors.push(...haErrors(this, props));
     const kp = props.kubeconfigPath;
-    if (kp !== undefined && !v.isToken(kp) && (kp === "" || (/^~[^/]/.test(kp)))) {
+    if (kp !== undefined && !v.isToken(kp) && kp.trim() === "") {
+      err("kubeconfigPath", "is empty; give the file to write the admin kubeconfig to, such as \"~/.kube/k3s.yaml\", or leave kubeconfigPath out");
+    } else if (kp !== undefined && !v.isToken(kp) && /^~[^/]/.test(kp)) {
       err("kubeconfigPath", `"${kp}": give a file path; only "~" and "~/…" are expanded (to the deploying user's home), not "~user"`);
     }
     const s = props.host?.ssh;

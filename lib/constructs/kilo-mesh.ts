@@ -14,7 +14,7 @@ import * as k8sProvider from "@cdktf/provider-kubernetes/lib/provider";
 import * as ipaddr from "ipaddr.js";
 import * as v from "../host/validate";
 import {
-  argName, FIELD_MANAGER, formatEndpoint, Granularity, KiloSettings, kiloClusterRole, kiloClusterRoleBinding,
+  argName, CNI_CONF_FILE, FIELD_MANAGER, formatEndpoint, Granularity, KiloSettings, kiloClusterRole, kiloClusterRoleBinding,
   kiloConfigMap, kiloDaemonSet, kiloPeer, kiloPeerCrd, kiloServiceAccount, KubeObject, listenPort, MANAGED_ARGS,
   nodeAnnotations,
 } from "../render/kilo-manifests";
@@ -114,7 +114,9 @@ export interface KiloMeshProps {
   readonly wireguardGoImage?: string;
   /**
    * Further kg flags, such as `--log-level=debug` or `--resync-period=1m`. Flags the typed
-   * props set are refused, as are `--kubeconfig` and `--master`.
+   * props set are refused, as are `--kubeconfig` and `--master`, `--iptables-forward-rules`
+   * (which Kilo calls potentially insecure) and flags that undo the mesh (`--cni-path`,
+   * `--cni=false`, `--compatibility`, `--version`, `--topology-label` with LOCATION granularity).
    * @default - none
    */
   readonly extraArgs?: string[];
@@ -212,6 +214,7 @@ export class KiloMesh extends Construct {
     this.meshGranularity = props.meshGranularity ?? MeshGranularity.FULL;
     this.wireguardPort = props.wireguardPort ?? 51820;
     this.wireguardSubnet = props.wireguardSubnet ?? "10.4.0.0/16";
+    for (const n of this.nodes) if (n instanceof K3sNode) n._useKiloSubnet(this.wireguardSubnet, `KiloMesh ${this.node.path}'s wireguardSubnet`);
     this.node.addValidation({ validate: () => this.validateMesh(props) });
     reportAtSynth(this);
     const listen = props.metricsListen;
@@ -389,12 +392,53 @@ export class KiloMesh extends Construct {
     if (props.image !== undefined) err("image", v.checkImage(props.image));
     if (props.wireguardGoImage !== undefined) err("wireguardGoImage", v.checkImage(props.wireguardGoImage));
     for (const arg of props.extraArgs ?? []) {
-      if (v.isToken(arg)) continue;
-      if (!arg.startsWith("--")) { err("extraArgs", `"${arg}" is not a flag; write kg flags as --name=value`); continue; }
-      const name = argName(arg);
-      if (name in MANAGED_ARGS) err("extraArgs", `"${arg}": ${MANAGED_ARGS[name]}`);
+      // Literal parts of an argument mixed with tokens count: "--iptables-forward-rules=${var.x}" is the flag.
+      const shape = v.literalShape(arg);
+      const shown = v.showShape(shape);
+      if (!v.hasLiteral(arg)) continue;
+      if (!shape.startsWith("--")) { if (!shape.startsWith(v.UNKNOWN)) err("extraArgs", `"${shown}" is not a flag; write kg flags as --name=value`); continue; }
+      const name = argName(shape);
+      if (name.includes(v.UNKNOWN)) continue;
+      const value = shape.includes("=") ? shape.slice(shape.indexOf("=") + 1) : undefined;
+      const refused = name in MANAGED_ARGS ? MANAGED_ARGS[name] : kgArgRisk(name, value, this.meshGranularity);
+      if (refused) err("extraArgs", `"${shown}": ${refused}`);
     }
     return errors;
+  }
+}
+
+/** pflag's spellings of false (strconv.ParseBool); anything else, a bare flag included, is true or an error. */
+const PFLAG_FALSE = /^(0|f|F|false|FALSE|False)$/;
+
+/**
+ * Why a kg flag (not one the typed props set) is refused, or undefined: flags Kilo itself calls
+ * insecure, and flags that undo what KiloMesh deploys (squat/kilo cmd/kg/main.go, 0.7.0). A value
+ * from a Terraform token counts as the worst it could be.
+ */
+function kgArgRisk(name: string, value: string | undefined, granularity: MeshGranularity): string | undefined {
+  const isFalse = value !== undefined && PFLAG_FALSE.test(value);
+  switch (name) {
+    case "iptables-forward-rules":
+      // pkg/mesh/routes.go, Rules(): "-s <pod cidr> -j ACCEPT" and "-d <pod cidr> -j ACCEPT", prepended to FORWARD.
+      return isFalse ? undefined : "Kilo's own help calls it \"potentially insecure\": it puts ACCEPT rules for the pod networks at the top of the FORWARD chain, " +
+        "matched by address on any interface, ahead of ufw's rules (and contending with K3s's NetworkPolicy chain for that place), so a packet that claims a pod " +
+        "address is forwarded whichever interface it arrives on. PeerFirewall already allows the forwarding the mesh needs, bound to kilo0 and kube-bridge; remove the flag";
+    case "cni-path":
+      return `the DaemonSet mounts /etc/cni/net.d and installs the CNI configuration as /etc/cni/net.d/${CNI_CONF_FILE}, the file kg keeps each node's pod network in; ` +
+        "with another path pods get no network. Remove the flag";
+    case "cni":
+      return value === undefined || (!isFalse && !value.includes(v.UNKNOWN)) ? undefined
+        : "KiloMesh deploys Kilo as the CNI (K3s runs without flannel); without it kg leaves the CNI configuration alone and pods get no network. Remove the flag";
+    case "compatibility":
+      return "runs Kilo beside another CNI (flannel, cilium), but flannel is off here (flannel-backend: none) and Kilo is the CNI. Remove the flag";
+    case "topology-label":
+      return granularity !== MeshGranularity.LOCATION ? undefined
+        : "with MeshGranularity.LOCATION it groups nodes into locations by another label than topology.kubernetes.io/region, which the check that every node " +
+          "has a location reads, so nodes could share a location unnoticed, and traffic inside a location is not encrypted. Give every node host.location instead";
+    case "version":
+      return "kg would print its version and exit, and the DaemonSet would never become ready. Remove the flag";
+    default:
+      return undefined;
   }
 }
 

@@ -111,6 +111,7 @@ export class PeerFirewall extends Construct {
     this.nodes = [...new Set(listed.filter((n) => n instanceof K3sNode && !n.decommissioned))];
     this.node.addValidation({ validate: () => this.validateProps(props) });
     reportAtSynth(this);
+    if (props.kiloSubnet !== undefined) for (const n of this.nodes) n._useKiloSubnet(props.kiloSubnet, `PeerFirewall ${this.node.path}'s kiloSubnet`);
     if (!props.adminCidrs || props.adminCidrs.length === 0) {
       Annotations.of(this).addWarning(
         `PeerFirewall "${this.node.path}": no adminCidrs, so SSH (22/tcp, rate-limited) stays open to the whole Internet on every node. ` +
@@ -251,7 +252,20 @@ export class PeerFirewall extends Construct {
     for (const mesh of this.node.root.node.findAll()) {
       if (!(mesh instanceof KiloMesh) || !servers.includes(mesh.server)) continue;
       differ("wireguardPort", c.wireguardPort, mesh.wireguardPort, `KiloMesh ${mesh.node.path}`, "wireguardPort");
-      differ("kiloSubnet", c.kiloSubnet, mesh.wireguardSubnet, `KiloMesh ${mesh.node.path}`, "wireguardSubnet");
+      // A wireguardSubnet the mesh itself refuses (malformed, or overlapping the pod or service
+      // network) is the mesh's error, not this firewall's.
+      const meshSubnet = mesh.wireguardSubnet;
+      const meshRefused = v.isToken(meshSubnet) || v.checkCidr(meshSubnet) !== undefined ||
+        [mesh.server.clusterCidr, mesh.server.serviceCidr].some((net) => !v.isToken(net) && !v.checkCidr(net) && v.overlaps(net, meshSubnet));
+      if (meshRefused) continue;
+      if (props.kiloSubnet === undefined) {
+        if (meshSubnet !== c.kiloSubnet) {
+          errors.push(`${where}: kiloSubnet: not set, so Kilo's default ${c.kiloSubnet}, but KiloMesh ${mesh.node.path}'s wireguardSubnet is ${meshSubnet}; ` +
+            `set kiloSubnet: "${meshSubnet}" so the firewall lets the mesh's traffic in`);
+        }
+      } else {
+        differ("kiloSubnet", c.kiloSubnet, meshSubnet, `KiloMesh ${mesh.node.path}`, "wireguardSubnet");
+      }
     }
     return errors;
   }

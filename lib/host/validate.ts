@@ -1,9 +1,10 @@
 /**
  * Synth-time checks of literal values. Each returns a message describing what is wrong and how
- * to fix it, or undefined when the value is fine. Terraform tokens are never checked: their value
- * is only known at apply time.
+ * to fix it, or undefined when the value is fine. A Terraform token alone is never checked: its value
+ * is only known at apply time. Where a literal part can hold a secret or a scheme, a string that
+ * mixes literal text with tokens is checked on its literal parts (literalShape).
  */
-import { Token } from "cdktf";
+import { Token, Tokenization } from "cdktf";
 import * as ipaddr from "ipaddr.js";
 
 export function isToken(value: unknown): boolean {
@@ -122,11 +123,25 @@ export function checkDuration(value: string): string | undefined {
   return undefined;
 }
 
-/** A URL the install script is downloaded from. */
+/**
+ * A URL the install script is downloaded from. A URL that mixes literal text with Terraform values
+ * is checked on its literal parts (a token alone passes): no plain http, and no credentials.
+ */
 export function checkUrl(value: string): string | undefined {
-  if (isToken(value)) return undefined;
-  if (!/^(https?|file):\/\/\S+$/.test(value)) return `"${value}" is not an http(s):// or file:// URL`;
-  if (value.startsWith("http://")) return `"${value}" is plain http: the script runs as root, so fetch it over https:// (or file:// for a copy on the host)`;
+  const shape = literalShape(value);
+  const mixed = shape.includes(UNKNOWN);
+  if (!mixed && !/^(https?|file):\/\/\S+$/.test(value)) return `"${maskUserinfo(shape)}" is not an http(s):// or file:// URL`;
+  const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):\/\//.exec(shape)?.[1].toLowerCase();
+  if (scheme === "http") return `"${maskUserinfo(shape)}" is plain http: the script runs as root, so fetch it over https:// (or file:// for a copy on the host)`;
+  if (mixed && scheme !== undefined && scheme !== "https" && scheme !== "file") return `"${maskUserinfo(shape)}" is not an https:// or file:// URL`;
+  const userinfo = urlUserinfo(shape);
+  if (userinfo) {
+    return `"${maskUserinfo(shape)}" carries credentials (${userinfo.password !== undefined ? "user:password" : "a user name or token"} before the @): ` +
+      "they would be written into cdk.tf.json and every saved plan, onto curl's command line on every host (where any local user sees them in ps), " +
+      "into a file on each host and into the message of a failed download. Serve the script from a URL that needs no credentials " +
+      "(a mirror inside your network, or a copy on each host as file:///path) and pin its content with install.scriptSha256" +
+      (userinfo.password === undefined ? ` (an @ that belongs to the path is written %40)` : "");
+  }
   return undefined;
 }
 
@@ -264,4 +279,202 @@ export function overlaps(a: string, b: string): boolean {
   }
   if (pa[0].kind() !== pb[0].kind()) return false;
   return pa[1] <= pb[1] ? pb[0].match(pa[0], pa[1]) : pa[0].match(pb[0], pb[1]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Strings that mix literal text with Terraform values
+
+/** Stands for a part of a string only Terraform knows, in literalShape's result. */
+export const UNKNOWN = "\u0000";
+
+// cdktf's markers for a string, list and map token.
+const TOKEN_SPLIT = /([$#&]\{TfToken\[[A-Z]+\.\d+\]\})/;
+
+/**
+ * The text a string will have once Terraform has computed it, with each part only Terraform knows
+ * replaced by UNKNOWN. A literal is itself, a token alone is UNKNOWN, and a string that mixes both
+ * — a template string, `Fn.join`, `Fn.format`, `Fn.sensitive` of those — keeps its literal
+ * fragments in place: they are written into cdk.tf.json as they are.
+ */
+export function literalShape(value: unknown): string {
+  return shapeOf(value, 0);
+}
+
+function shapeOf(value: unknown, depth: number): string {
+  if (depth > 16) return UNKNOWN;
+  if (typeof value === "string") {
+    if (!Token.isUnresolved(value)) return value;
+    return value.split(TOKEN_SPLIT).map((part, i) => {
+      if (i % 2 === 0) return part;
+      const token = Tokenization.reverseString(part).firstToken;
+      return token === undefined ? UNKNOWN : shapeOfToken(token, depth + 1);
+    }).join("");
+  }
+  if (Tokenization.isResolvable(value)) return shapeOfToken(value, depth + 1);
+  return UNKNOWN;
+}
+
+/** A Terraform function call cdktf builds (`Fn.*`): its name and arguments as given. */
+function functionCall(token: unknown): { name: string; args: unknown[] } | undefined {
+  const t = token as { name?: unknown; args?: unknown };
+  return typeof t?.name === "string" && Array.isArray(t.args) ? { name: t.name, args: t.args } : undefined;
+}
+
+function shapeOfToken(token: unknown, depth: number): string {
+  const call = functionCall(token);
+  if (!call) return UNKNOWN;
+  const [first, ...rest] = call.args;
+  switch (call.name) {
+    case "sensitive": case "nonsensitive": case "tostring":
+      return shapeOf(first, depth);
+    case "join": {
+      // join(separator, list...): the lists' elements, as given, joined.
+      const sep = shapeOf(first, depth);
+      const items = rest.flatMap((list) => (Array.isArray(list) ? list : [UNKNOWN]));
+      return items.map((x) => (x === UNKNOWN ? UNKNOWN : shapeOf(x, depth))).join(sep);
+    }
+    case "format": {
+      // cdktf quotes literal arguments of format ("\"value\""); a token argument stays a token.
+      const args = rest.map((a) => (typeof a === "string" && !Token.isUnresolved(a) && /^".*"$/s.test(a) ? a.slice(1, -1) : a));
+      let next = 0;
+      return shapeOf(first, depth).replace(/%%|%[-+# 0-9.]*[a-z]/gi, (m) => (m === "%%" ? "%" : next < args.length ? shapeOf(args[next++], depth) : UNKNOWN));
+    }
+    default:
+      return UNKNOWN;
+  }
+}
+
+/** Whether a string holds any literal text (it is not a Terraform value alone). */
+export function hasLiteral(value: string): boolean {
+  return literalShape(value).replace(new RegExp(UNKNOWN, "g"), "") !== "";
+}
+
+/**
+ * The userinfo (`user[:password]@`) of a URL given as literalShape's result, or undefined when it
+ * has none. Everything between `://` and the last `@` before the path counts, so a password
+ * holding `/`, `?` or `#` is found too; an `@` that belongs to the path must be written %40.
+ */
+export function urlUserinfo(shape: string): { user: string; password?: string } | undefined {
+  const m = /^[A-Za-z\u0000][A-Za-z0-9+.\-\u0000]*:\/\/(.*)$/s.exec(shape);
+  if (!m) return undefined;
+  const rest = m[1];
+  const at = rest.lastIndexOf("@");
+  if (at < 0) return undefined;
+  const userinfo = rest.slice(0, at);
+  const colon = userinfo.indexOf(":");
+  return colon < 0 ? { user: userinfo } : { user: userinfo.slice(0, colon), password: userinfo.slice(colon + 1) };
+}
+
+/** Literal text for a message, with the parts only Terraform knows written as ${…}. */
+export function showShape(shape: string): string {
+  return shape.replace(new RegExp(UNKNOWN, "g"), "${…}");
+}
+
+/** A URL's shape with its userinfo's password (or the whole userinfo without one) masked, for messages. */
+function maskUserinfo(shape: string): string {
+  return showShape(shape.replace(/^([^:]*:\/\/)(.*)@/s, (_m, scheme: string, userinfo: string) => {
+    const colon = userinfo.indexOf(":");
+    return `${scheme}${colon < 0 ? "***" : `${userinfo.slice(0, colon)}:***`}@`;
+  }));
+}
+
+/** The literal characters of a shape (its known parts). */
+function known(shape: string): string {
+  return shape.split(UNKNOWN).join("");
+}
+
+/**
+ * An external datastore endpoint (K3s `datastore-endpoint`), literal or literal text around
+ * Terraform values: one of the schemes K3s takes, and no password in a literal part. A password in
+ * a literal fragment is written into cdk.tf.json whatever else comes from Terraform.
+ */
+export function checkDatastoreEndpoint(value: string): string | undefined {
+  const shape = literalShape(value);
+  if (known(shape) === "") return undefined;
+  const scheme = /^([^:/]*):\/\//.exec(shape)?.[1];
+  if (!shape.startsWith(UNKNOWN) && (scheme === undefined || (!scheme.includes(UNKNOWN) && !/^(postgres|mysql|https?|unixs?)$/.test(scheme)))) {
+    return "give a postgres://, mysql:// or https:// (etcd) endpoint, as K3s's datastore-endpoint takes";
+  }
+  const userinfo = urlUserinfo(shape);
+  const inUserinfo = userinfo?.password !== undefined && known(userinfo.password) !== "";
+  const inQuery = /[?&]password=([^&]*)/i.exec(shape);
+  if (inUserinfo || (inQuery && known(inQuery[1]) !== "")) {
+    const mixed = shape.includes(UNKNOWN);
+    return `this endpoint carries a password as plain text${mixed ? ` in its literal part ("${maskUserinfo(shape).replace(/(password=)[^&]*/gi, "$1***")}")` : ""}, ` +
+      `which would be written into the synthesized JSON (cdk.tf.json) and every saved plan${mixed ? ", although other parts of it come from Terraform" : ""}; ` +
+      "pass it as a sensitive TerraformVariable's value (or a secret manager's data source) instead: the whole endpoint, or at least the password" +
+      (inUserinfo && /[/?#]/.test(userinfo!.password!) ? " (if that @ belongs to the path or query rather than ending user:password, write it %40)" : "");
+  }
+  return undefined;
+}
+
+/**
+ * Why the datastore endpoint's traffic may cross the network unencrypted, and the fix, or undefined:
+ * etcd over http://, PostgreSQL with an sslmode that allows plaintext (pgx's default, prefer, falls
+ * back to it), MySQL without TLS. Only literal parts are read; an endpoint on the same host is not
+ * named. `tlsFiles`: datastore-cafile/-certfile/-keyfile are set, which makes K3s (kine) use TLS
+ * with verification when the endpoint names no mode.
+ */
+export function datastorePlaintextRisk(value: string, tlsFiles: boolean): { risk: string; fix: string } | undefined {
+  const shape = literalShape(value);
+  const m = /^(postgres|postgresql|mysql|http):\/\//i.exec(shape);
+  if (!m) return undefined;
+  const scheme = m[1].toLowerCase();
+  const rest = shape.slice(m[0].length);
+  const afterUserinfo = rest.slice(rest.lastIndexOf("@") + 1);
+  let host: string;
+  if (scheme === "mysql") {
+    const addr = /^(tcp|unix)\(([^)]*)\)/.exec(afterUserinfo);
+    if (addr?.[1] === "unix") return undefined;
+    host = (addr?.[2] ?? "").replace(/:\d+$/, "");
+  } else {
+    host = /^(\[[^\]]*\]|[^:/?]*)/.exec(afterUserinfo)![1];
+  }
+  if (/^(localhost|127\.\d+\.\d+\.\d+|\[?::1\]?)$/i.test(host)) return undefined;
+  const query = afterUserinfo.includes("?") ? afterUserinfo.slice(afterUserinfo.indexOf("?") + 1) : "";
+  const param = (name: string) => new RegExp(`(?:^|&)${name}=([^&]*)`, "i").exec(query)?.[1];
+  // A missing parameter is certainly missing only when no Terraform value could add it.
+  const certainlyAbsent = !afterUserinfo.includes(UNKNOWN) && !tlsFiles;
+  const fallsBack = "which falls back to plaintext when the server or anyone on the way declines TLS";
+  if (scheme === "http") {
+    return { risk: "http:// reaches etcd in plaintext", fix: "use https:// with datastore-cafile, datastore-certfile and datastore-keyfile in extraConfig" };
+  }
+  if (scheme === "mysql") {
+    const fix = "add tls=true, or set datastore-cafile in extraConfig (K3s then verifies the server's certificate)";
+    const tls = param("tls");
+    if (tls === undefined) return certainlyAbsent ? { risk: "has no tls parameter, so K3s's MySQL driver talks to the server in plaintext", fix } : undefined;
+    if (tls === "false") return { risk: "has tls=false, which never encrypts", fix };
+    if (tls === "preferred") return { risk: `has tls=preferred, ${fallsBack}`, fix };
+    return undefined;
+  }
+  const fix = "add sslmode=verify-full (with datastore-cafile in extraConfig when the server's certificate comes from a private CA)";
+  const mode = param("sslmode");
+  if (mode === undefined) {
+    return certainlyAbsent ? { risk: "names no sslmode, so K3s's PostgreSQL driver (pgx) uses sslmode=prefer: TLS without a certificate check, " + fallsBack.replace("which ", ""), fix } : undefined;
+  }
+  if (mode === "disable") return { risk: "has sslmode=disable: PostgreSQL traffic in plaintext", fix };
+  if (mode === "allow" || mode === "prefer") return { risk: `has sslmode=${mode}, ${fallsBack}`, fix };
+  return undefined;
+}
+
+/** The address family of a literal CIDR block or address, or undefined (token, malformed). */
+export function family(value: string): "ipv4" | "ipv6" | undefined {
+  if (isToken(value)) return undefined;
+  const ip = value.includes("/") ? value.slice(0, value.indexOf("/")) : value;
+  if (checkIp(ip)) return undefined;
+  return ip.includes(":") ? "ipv6" : "ipv4";
+}
+
+/**
+ * A number only Terraform knows (a number variable, another resource's attribute): cdktf encodes
+ * it as a huge negative double, which must never reach a message or a script as if it were one.
+ */
+export function isNumberToken(value: unknown): boolean {
+  return typeof value === "number" && Token.isUnresolved(value);
+}
+
+/** The message for a number that decides generated scripts at synth but was given as a Terraform value. */
+export function synthTimeNumber(what: string, example: string): string {
+  return `a Terraform value (a variable or another resource's attribute) cannot be used here: ${what} is written into the generated scripts at synth, ` +
+    `before Terraform knows the value; give a number, such as ${example}`;
 }

@@ -2,6 +2,7 @@
  * K3s configuration as data (`K3sConfig`), built from typed settings, and rendered last to the
  * YAML of /etc/rancher/k3s/config.yaml. Keys are K3s's flag names; lists are repeatable flags.
  */
+import { Fn, Token, Tokenization } from "cdktf";
 import { stringify } from "yaml";
 
 /** A K3s config file as data: flag name → value. */
@@ -97,7 +98,9 @@ function nodeConfig(s: NodeSettings): K3sConfig {
   // kubernetes/kubernetes pkg/proxy/iptables/proxier.go: without nodePortAddresses the KUBE-NODEPORTS
   // jump matches `-m addrtype --dst-type LOCAL` (every address); with it, one `-d <ip>` jump per
   // local address inside the CIDRs, recomputed on every sync.
-  c["kube-proxy-arg"] = [`nodeport-addresses=${(s.nodePortAddresses ?? DEFAULT_NODEPORT_ADDRESSES).join(",")}`];
+  const nodePorts = s.nodePortAddresses ?? DEFAULT_NODEPORT_ADDRESSES;
+  // A list only Terraform knows is joined by Terraform (a list token cannot be joined at synth).
+  c["kube-proxy-arg"] = [`nodeport-addresses=${Token.isUnresolved(nodePorts) ? Fn.join(",", nodePorts) : nodePorts.join(",")}`];
   return c;
 }
 
@@ -107,7 +110,10 @@ const MERGED_LIST_KEYS = ["kube-proxy-arg", "disable"];
 function withExtra(c: K3sConfig, extra: Record<string, unknown>): K3sConfig {
   for (const [k, v] of Object.entries(extra)) {
     const ours = c[k];
-    if (MERGED_LIST_KEYS.includes(k) && Array.isArray(ours)) {
+    if (MERGED_LIST_KEYS.includes(k) && Array.isArray(ours) && isLateValue(v)) {
+      // A whole list only Terraform knows (a list variable): merged by Terraform.
+      c[k] = Fn.concat([ours, v]) as unknown as string;
+    } else if (MERGED_LIST_KEYS.includes(k) && Array.isArray(ours)) {
       const theirs = Array.isArray(v) ? v.map(String) : [String(v)];
       c[k] = [...ours, ...theirs.filter((x) => !ours.includes(x))];
     } else {
@@ -156,18 +162,42 @@ export function agentConfig(s: AgentSettings): K3sConfig {
 const TOKEN_MARKER = /\$\{TfToken\[[A-Z]+\.\d+\]\}/;
 
 /**
+ * A value only Terraform knows, whatever its type: a string holding a token, a number token (cdktf
+ * encodes it as a huge negative double), a list or map token, or a bare IResolvable (a boolean
+ * variable). At synth it is a marker, never the value.
+ */
+function isLateValue(v: unknown): boolean {
+  if (typeof v === "string") return TOKEN_MARKER.test(v) || Token.isUnresolved(v);
+  if (typeof v === "number") return Token.isUnresolved(v);
+  if (v !== null && typeof v === "object") return Tokenization.isResolvable(v) || Token.isUnresolved(v);
+  return false;
+}
+
+/** A late value as text holding its token marker, so a digest of rendered text (fingerprint) sees it. */
+function markerText(v: unknown): string {
+  return typeof v === "string" ? v : Token.asString(v);
+}
+
+/**
  * Render a config as YAML. Strings are double-quoted so no value is read as another type.
  *
- * A string that holds a Terraform value (a token: a generated secret, another resource's address,
- * a variable) is only known at apply time, so YAML quoting at synth cannot protect it. It is handed
- * to `encode`, which must return text that becomes one YAML-safe scalar for any value; the
- * constructs pass Terraform's `jsonencode()` (a JSON string is a valid YAML double-quoted scalar).
+ * A value that holds a Terraform value (a token: a generated secret, another resource's address,
+ * a variable, a number or a list from one), at any depth, is only known at apply time, so YAML
+ * quoting at synth cannot protect it. It is handed to `encode`, which must return text that becomes
+ * one YAML-safe value for any value; the constructs pass Terraform's `jsonencode()` (JSON is YAML:
+ * a string becomes a double-quoted scalar, a list a flow sequence). The default encodes the token's
+ * marker, for digests.
  */
-export function renderK3sConfig(config: K3sConfig, encode: (value: string) => string = (v) => JSON.stringify(v)): string {
-  const late: string[] = [];
-  const placeholder = (v: string) => { late.push(v); return `@@cdktf-k3s-kilo-value-${late.length - 1}@@`; };
+export function renderK3sConfig(config: K3sConfig, encode: (value: any) => string = (v) => JSON.stringify(markerText(v))): string {
+  const late: unknown[] = [];
+  const placeholder = (v: unknown) => { late.push(v); return `@@cdktf-k3s-kilo-value-${late.length - 1}@@`; };
+  // Objects too: extraConfig refuses them, but no value may reach the YAML unencoded whatever passes.
   const swap = (v: unknown): unknown =>
-    typeof v === "string" && TOKEN_MARKER.test(v) ? placeholder(v) : Array.isArray(v) ? v.map(swap) : v;
+    isLateValue(v) ? placeholder(v)
+      : Array.isArray(v) ? v.map(swap)
+        : v !== null && typeof v === "object"
+          ? (Object.keys(v).some((k) => Token.isUnresolved(k)) ? placeholder(v) : Object.fromEntries(Object.entries(v).map(([k, x]) => [k, swap(x)])))
+          : v;
   const data: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(config)) data[k] = swap(v);
   const yaml = stringify(data, { lineWidth: 0, defaultStringType: "QUOTE_DOUBLE", defaultKeyType: "PLAIN" });
