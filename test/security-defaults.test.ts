@@ -128,7 +128,7 @@ const errorCases: Case[] = [
   ["an image digest of another algorithm", (st) => meshWith(st, { image: `squat/kilo@md5:${"a".repeat(32)}` }), /image: .* has a malformed digest "md5:/],
   ["an image with a bad tag", (st) => meshWith(st, { image: "squat/kilo:0.7.0:x" }), /image: "squat\/kilo:0\.7\.0:x" is not an image reference/],
   ["a peer claiming a node's address", (st) => peers(st, ["203.0.113.10/32"]), /KiloPeers "peers\/p": peers\[0\] \("laptop"\): allowedIps: 203\.0\.113\.10\/32 overlaps the address of node cluster\/s \(203\.0\.113\.10\)/],
-  ["a peer claiming the admin network", (st) => peers(st, ["198.51.100.128/25"]), /allowedIps: 198\.51\.100\.128\/25 overlaps the admin network of cluster\/fw \(198\.51\.100\.0\/24\)/],
+  ["a peer claiming the admin network", (st) => peers(st, ["198.51.100.128/25"]), /PeerFirewall "cluster\/fw": adminCidrs: 198\.51\.100\.0\/24 overlaps the allowedIps 198\.51\.100\.128\/25 of KiloPeers peers\/p peers\[0\] \("laptop"\)/],
 ];
 
 describe("bad input is refused at synth", () => {

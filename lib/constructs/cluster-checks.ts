@@ -6,19 +6,37 @@
 import { DefaultTokenResolver, StringConcat, TerraformOutput, TerraformStack, Tokenization } from "cdktf";
 import { IConstruct } from "constructs";
 import * as v from "../host/validate";
-import { K3sNode } from "./k3s-node";
-import { K3sServer } from "./k3s-server";
+import { K3sNode, NodeRole } from "./k3s-node";
+
+/**
+ * What these checks read of a K3sServer. Declared here rather than imported so the checks sit
+ * below every construct that uses them (K3sServer among them) and nothing imports in a circle.
+ */
+export interface ClusterServer extends K3sNode {
+  readonly clusterRoot: ClusterServer;
+  readonly clusterServers: ClusterServer[];
+  readonly clusterNodes: K3sNode[];
+  readonly joins?: ClusterServer;
+  readonly datastoreEndpoint?: string;
+  readonly clusterCidr: string;
+  readonly serviceCidr: string;
+}
+
+/** A K3sServer: the only kind of node whose role is server. */
+export function isServer(n: unknown): n is ClusterServer {
+  return n instanceof K3sNode && n.role === NodeRole.SERVER;
+}
 
 /**
  * The clusters `nodes` touch, each as its first server: the servers among them and the servers
  * their agents join, mapped to their cluster's first server (an HA cluster is one cluster).
  */
-export function serversOf(nodes: K3sNode[]): K3sServer[] {
-  const servers = new Set<K3sServer>();
+export function serversOf(nodes: K3sNode[]): ClusterServer[] {
+  const servers = new Set<ClusterServer>();
   for (const n of nodes) {
-    if (n instanceof K3sServer) servers.add(n.clusterRoot);
+    if (isServer(n)) servers.add(n.clusterRoot);
     const joins = (n as { server?: unknown }).server;
-    if (joins instanceof K3sServer) servers.add(joins.clusterRoot);
+    if (isServer(joins)) servers.add(joins.clusterRoot);
   }
   return [...servers];
 }
@@ -27,7 +45,7 @@ export function serversOf(nodes: K3sNode[]): K3sServer[] {
  * Members of the clusters of `servers` that `covered` leaves out. A node left out of a firewall
  * gets none and its peers drop its traffic; left out of the mesh, it loses its Kilo annotations.
  */
-export function missingMembers(where: string, servers: K3sServer[], covered: K3sNode[], defaulted: boolean, construct: string): string[] {
+export function missingMembers(where: string, servers: ClusterServer[], covered: K3sNode[], defaulted: boolean, construct: string): string[] {
   const have = new Set(covered);
   const errors: string[] = [];
   for (const server of servers) {
@@ -35,14 +53,14 @@ export function missingMembers(where: string, servers: K3sServer[], covered: K3s
       if (n.decommissioned || have.has(n)) continue;
       errors.push(defaulted
         ? `${where}: nodes: ${n.node.path} joined ${server.node.path} after this ${construct} was created, so it is not covered; create the ${construct} after every K3sAgent of the cluster`
-        : `${where}: nodes: ${n.node.path} (${n instanceof K3sServer ? (n === server ? "the server" : `a server of ${server.node.path}'s cluster`) : `joins ${((n as { server?: K3sNode }).server ?? server).node.path}`}) is missing; leave nodes out to cover the whole cluster, or add it`);
+        : `${where}: nodes: ${n.node.path} (${isServer(n) ? (n === server ? "the server" : `a server of ${server.node.path}'s cluster`) : `joins ${((n as { server?: K3sNode }).server ?? server).node.path}`}) is missing; leave nodes out to cover the whole cluster, or add it`);
     }
   }
   return errors;
 }
 
 /** Two nodes of one cluster at the same address: the same machine twice, or a copy-paste slip. */
-export function duplicateAddresses(server: K3sServer): string[] {
+export function duplicateAddresses(server: ClusterServer): string[] {
   const where = `K3sServer "${server.node.path}"`;
   const seen = new Map<string, K3sNode>();
   const errors: string[] = [];
@@ -77,7 +95,7 @@ export function quorum(n: number): number {
  *   in the same location"); etcd peers at the nodes' private addresses (k3s-io/k3s#2345, #2965,
  *   #5908), and its heartbeats want a LAN's latency.
  */
-export function haWarnings(root: K3sServer): string[] {
+export function haWarnings(root: ClusterServer): string[] {
   const where = `K3sServer "${root.node.path}"`;
   const live = root.clusterServers.filter((sv) => !sv.decommissioned);
   if (root.datastoreEndpoint !== undefined || live.length < 2) return [];
@@ -106,12 +124,12 @@ export function haWarnings(root: K3sServer): string[] {
  * The checks of an HA control plane, for one server: what it joins, how many servers the cluster
  * keeps, datastore and decommissioning.
  */
-export function haErrors(server: K3sServer, props: { join?: unknown; datastoreEndpoint?: string; apiAddress?: string; clusterCidr?: string; serviceCidr?: string; clusterName?: string; secretsEncryption?: boolean; rollout?: { maxUnavailable?: number; maxUnavailablePercent?: number; slotTimeoutSeconds?: number }; drainTimeoutSeconds?: number }): string[] {
+export function haErrors(server: ClusterServer, props: { join?: unknown; datastoreEndpoint?: string; apiAddress?: string; clusterCidr?: string; serviceCidr?: string; clusterName?: string; secretsEncryption?: boolean; rollout?: { maxUnavailable?: number; maxUnavailablePercent?: number; slotTimeoutSeconds?: number }; drainTimeoutSeconds?: number }): string[] {
   const where = `K3sServer "${server.node.path}"`;
   const errors: string[] = [];
   const err = (field: string, msg: string) => errors.push(`${where}: ${field}: ${msg}`);
   const root = server.clusterRoot;
-  if (props.join !== undefined && !(props.join instanceof K3sServer)) {
+  if (props.join !== undefined && !isServer(props.join)) {
     err("join", "pass the K3sServer construct of the cluster to join");
     return errors;
   }
@@ -187,7 +205,7 @@ function k3sVersion(version: string): number[] | undefined {
 }
 
 /** An agent may run the server's K3s release or an older one, never a newer one (Kubernetes' version skew policy). */
-export function agentNewerThanServer(agent: K3sNode, server: K3sServer): string | undefined {
+export function agentNewerThanServer(agent: K3sNode, server: ClusterServer): string | undefined {
   if (v.isToken(agent.version) || v.isToken(server.version)) return undefined;
   const a = k3sVersion(agent.version);
   const s = k3sVersion(server.version);
@@ -219,7 +237,7 @@ export function requireHost(node: K3sNode, props: { host?: unknown }): void {
 /** requireHost, and the server an agent joins. */
 export function requireHostAndServer(agent: K3sNode, props: { host?: unknown; server?: unknown }): void {
   requireHost(agent, props);
-  if (!(props.server instanceof K3sServer)) {
+  if (!isServer(props.server)) {
     throw new Error(`K3sAgent "${agent.node.path}": server: pass the K3sServer construct this agent joins`);
   }
 }

@@ -25,7 +25,6 @@ import { reportAtSynth } from "./synth-output";
 import { K3sAgent } from "./k3s-agent";
 import { K3sNode } from "./k3s-node";
 import { K3sServer } from "./k3s-server";
-import { PeerFirewall } from "./peer-firewall";
 
 /** How Kilo lays out the WireGuard mesh. */
 export enum MeshGranularity {
@@ -552,7 +551,8 @@ export class KiloPeers extends Construct {
   public readonly mesh: KiloMesh;
   /** The provider the Peers are deployed with. */
   public readonly kubernetesProvider: k8sProvider.KubernetesProvider;
-  private readonly peers: KiloPeerOptions[] = [];
+  /** The peers added so far (PeerFirewall reads them to keep them off its admin networks). */
+  public readonly peers: KiloPeerOptions[] = [];
 
   constructor(scope: Construct, id: string, props: KiloPeersProps) {
     super(scope, id);
@@ -612,15 +612,12 @@ export class KiloPeers extends Construct {
       ["the service network", mesh.server.serviceCidr],
       ["the WireGuard network", mesh.wireguardSubnet],
     ];
-    // Addresses a peer's allowed IPs must not claim: the nodes' own, and the admin networks
-    // (the peer's traffic would then pass as theirs on every firewall).
+    // Addresses a peer's allowed IPs must not claim: the nodes' own (the peer's traffic would then
+    // pass as theirs). PeerFirewall checks its admin networks against the peers itself.
     const claimed: Array<[string, string]> = [];
     for (const n of mesh.nodes) {
       if (!(n instanceof K3sNode) || !n.host) continue;
       for (const a of [n.host.address, n.host.privateAddress]) if (a !== undefined && !v.isToken(a) && !v.checkIp(a)) claimed.push([`the address of node ${n.node.path}`, a]);
-    }
-    for (const fw of mesh.server.stack.node.findAll().filter((c): c is PeerFirewall => c instanceof PeerFirewall && c.nodes.includes(mesh.server))) {
-      for (const c of fw.adminCidrs) if (!v.isToken(c) && !v.checkCidr(c)) claimed.push([`the admin network of ${fw.node.path}`, c]);
     }
     const seen = new Map<string, number>();
     this.peers.forEach((p, i) => {

@@ -18,7 +18,7 @@ import { missingMembers, serversOf } from "./cluster-checks";
 import { reportAtSynth } from "./synth-output";
 import { K3sNode, NodeRole } from "./k3s-node";
 import { K3sServer } from "./k3s-server";
-import { KiloMesh } from "./kilo-mesh";
+import { KiloMesh, KiloPeers } from "./kilo-mesh";
 
 export { FirewallRule, NodeFirewallRule, Protocol, RuleAction, TrafficDirection } from "../render/firewall-rules";
 
@@ -266,6 +266,30 @@ export class PeerFirewall extends Construct {
       } else {
         differ("kiloSubnet", c.kiloSubnet, meshSubnet, `KiloMesh ${mesh.node.path}`, "wireguardSubnet");
       }
+    }
+    errors.push(...this.peersClaimingAdminNetworks(servers, where));
+    return errors;
+  }
+
+  /**
+   * Kilo peers of these clusters whose allowed IPs overlap an admin network: the peer's traffic
+   * would pass for the admins' on every node (SSH, the API).
+   */
+  private peersClaimingAdminNetworks(servers: K3sNode[], where: string): string[] {
+    const admin = this.adminCidrs.filter((c) => !v.isToken(c) && !v.checkCidr(c));
+    const errors: string[] = [];
+    for (const peers of this.node.root.node.findAll()) {
+      if (!(peers instanceof KiloPeers) || !(peers.mesh instanceof KiloMesh) || !servers.includes(peers.mesh.server)) continue;
+      peers.peers.forEach((p, i) => {
+        const allowed = v.isToken(p.allowedIps) ? [] : p.allowedIps ?? [];
+        for (const cidr of allowed.filter((c) => !v.isToken(c) && !v.checkCidr(c))) {
+          for (const net of admin.filter((a) => v.overlaps(cidr, a))) {
+            const name = p.name && !v.isToken(p.name) ? ` ("${p.name}")` : "";
+            errors.push(`${where}: adminCidrs: ${net} overlaps the allowedIps ${cidr} of KiloPeers ${peers.node.path} peers[${i}]${name}; ` +
+              "the peer's traffic would pass for the admin network's. Give the peer its own mesh range, such as 10.5.0.1/32, or narrow adminCidrs");
+          }
+        }
+      });
     }
     return errors;
   }
