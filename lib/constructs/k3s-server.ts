@@ -2,7 +2,7 @@
  * K3sServer: the control plane on one host, Kilo-ready, with its tokens generated here and its
  * admin kubeconfig and CA-pinned agent join token read back through Terraform.
  */
-import { Annotations, Aspects, Fn, Lazy, TerraformOutput, TerraformStack, Token } from "cdktf";
+import { Annotations, AssetType, Aspects, Fn, Lazy, TerraformAsset, TerraformOutput, TerraformStack, Token } from "cdktf";
 import { Construct } from "constructs";
 import * as dataLocalCommand from "@cdktf/provider-local/lib/data-local-command";
 import * as dataLocalSensitiveFile from "@cdktf/provider-local/lib/data-local-sensitive-file";
@@ -16,13 +16,10 @@ import { ensureProvider, OptInRisk, terraformLiteral } from "./internal";
 import { duplicateAddresses, haErrors, haWarnings, requireHost, SensitiveSource, sensitiveOutputErrors } from "./cluster-checks";
 import { localPath } from "./local-path";
 import { K3sNode, K3sNodeProps, NodeRole } from "./k3s-node";
-import { join } from "path";
+import { fetchProgramFile } from "../deploy/fetch-program";
 
 /** Apps whose TerraformOutputs are checked for secrets shown without `sensitive: true` (once each). */
 const outputsChecked = new WeakSet<object>();
-
-/** The program the kubeconfig fetch runs, inside this package. */
-const FETCH_PROGRAM = join(__dirname, "..", "deploy", "fetch-kubeconfig.js");
 
 /**
  * Settings of a K3s server.
@@ -343,9 +340,12 @@ export class K3sServer extends K3sNode {
     // directory under Terraform's working directory, read back through local_sensitive_file, whose
     // content is sensitive.
     const secretsFile = Fn.abspath(`.cdktf-k3s-kilo-secrets/${this.node.addr}.json`);
+    // The program is copied into the stack's output and run from there (a path relative to the
+    // stack directory, where Terraform runs): the library's own location need not outlive synth.
+    const program = new TerraformAsset(this, "credentials-program", { path: fetchProgramFile(), type: AssetType.FILE });
     const fetch = new dataLocalCommand.DataLocalCommand(this, "credentials", {
       command: "node",
-      arguments: [FETCH_PROGRAM],
+      arguments: [program.path],
       stdin: Fn.jsonencode({
         ...connectionDescription(h),
         api_server_url: this.apiServerUrl,
