@@ -277,7 +277,7 @@ export class K3sServer extends K3sNode {
   /** The token agents join with, `K10<caHash>::node:<secret>` (sensitive). */
   public readonly agentJoinToken: string;
   /**
-   * The cluster's server token as every server's config.yaml holds it (`token:`; sensitive): what
+   * The cluster's server token as the first server's config.yaml holds it (`token:`; sensitive): what
    * restoring an etcd snapshot on new hosts needs (`k3s server --cluster-reset --token …`), since it
    * decrypts the bootstrap data inside the snapshot.
    */
