@@ -157,9 +157,12 @@ export function buildGraph(synth: SynthJson): GraphNode[] {
   return nodes;
 }
 
-/** The kubeconfig fetch: a local_command data source that runs ssh to the server on every plan. */
+/**
+ * The kubeconfig fetch: a local_command data source that runs ssh to the server on every plan. Its
+ * program is the stack's copy (assets/…/fetch-kubeconfig.cjs); older stacks ran the package's .js.
+ */
 export function isSshDataSource(n: GraphNode): boolean {
-  return n.mode === "data" && n.type === "local_command" && strings(n.body.arguments).some((a) => a.endsWith("fetch-kubeconfig.js"));
+  return n.mode === "data" && n.type === "local_command" && strings(n.body.arguments).some((a) => /fetch-kubeconfig\.c?js$/.test(a));
 }
 
 /** A step of the deploy that does remote work: SSH provisioners, the SSH fetch, Kubernetes objects. */

@@ -152,7 +152,8 @@ describe("K3sServer", () => {
     const [id, fetch] = Object.entries(out.data!.local_command)[0];
     expect(id).toMatch(/^server_credentials_/);
     expect(fetch.command).toBe("node");
-    expect(fetch.arguments[0]).toMatch(/lib\/deploy\/fetch-kubeconfig\.js$/);
+    // The stack's own copy of the program (a TerraformAsset), relative to the stack directory.
+    expect(fetch.arguments).toEqual([expect.stringMatching(/^assets\/server_credentials-program_\w+\/[0-9A-F]+\/fetch-kubeconfig\.cjs$/)]);
     expect(fetch.depends_on).toEqual([`terraform_data.${logicalId(out, "terraform_data", "server_install")}`]);
     expect(fetch.stdin).not.toMatch(/random_password|PRIVATE KEY/);
   });

@@ -142,12 +142,6 @@ function ignoredDifferences(tsCwd: string, pyCwd: string): Ignored[] {
     // (data.terraform_remote_state.cross-stack-reference-input-cluster.config.path): same cause.
     { what: "mesh: backend path and remote state path of the cluster stack", file: "mesh", side: "ts", pattern: state(tsCwd), placeholder: "<app dir>/$1", count: 2 },
     { what: "mesh: backend path and remote state path of the cluster stack", file: "mesh", side: "py", pattern: state(pyCwd), placeholder: "<app dir>/$1", count: 2 },
-    // data.local_command.server_credentials_*.arguments[0]: the absolute path of the package's
-    // kubeconfig fetch program. The TypeScript app's is this checkout's lib/; the Python app's is
-    // inside the folder where the jsii kernel unpacked the package for that run — which is deleted
-    // when the run ends: the known bug recorded by the test.failing below.
-    { what: "kubeconfig fetch program path (package location)", file: "cluster", side: "ts", pattern: new RegExp(`^${esc(REPO)}/(lib/deploy/fetch-kubeconfig\\.js)$`), placeholder: "<package>/$1", count: 1 },
-    { what: "kubeconfig fetch program path (package location)", file: "cluster", side: "py", pattern: /^\/.*\/jsii-kernel-[^/]+\/node_modules\/cdktf-k3s-kilo\/(lib\/deploy\/fetch-kubeconfig\.js)$/, placeholder: "<package>/$1", count: 1 },
   ];
 }
 
@@ -345,18 +339,25 @@ describe("the Python package (jsii-pacmak wheel, installed in a new virtualenv)"
     expect(existsSync(join(pyOut(), "cluster-report.md"))).toBe(true);
   }, 300_000);
 
-  // KNOWN BUG (docs/python.md, "Known issue"): K3sServer's kubeconfig fetch runs `node <absolute
-  // path of lib/deploy/fetch-kubeconfig.js>`, and from Python that path is inside the jsii kernel's
-  // temporary folder, deleted when the app exits, so a deploy fails at that data source. This test
-  // states what should hold; jest's test.failing passes while it does not. When the library ships
-  // the program in a way that survives the run, this starts failing: make it a plain test.
-  test.failing("KNOWN BUG, expected to fail: the kubeconfig fetch program the Python app's JSON runs still exists after the app has exited", () => {
+  // This was a known bug: the JSON ran `node <absolute path of lib/deploy/fetch-kubeconfig.js>`, and
+  // from Python that path is inside the jsii kernel's temporary folder, deleted when the app exits,
+  // so a deploy failed at that data source. Now every stack carries its own copy (a TerraformAsset).
+  test("the kubeconfig fetch program the Python app's JSON runs is in the stack's own output, and runs, after the app has exited", () => {
     expect(ready).toBe(true);
-    const cluster = readJson(join(pyOut(), "stacks", "cluster", "cdk.tf.json"));
+    const stackDir = join(pyOut(), "stacks", "cluster");
+    const cluster = readJson(join(stackDir, "cdk.tf.json"));
     const fetches = Object.values(cluster.data.local_command) as Array<{ command: string; arguments: string[] }>;
     expect(fetches).toHaveLength(1);
     expect(fetches[0].command).toBe("node");
     const program = fetches[0].arguments[0];
-    expect(existsSync(program.startsWith("/") ? program : join(project, program))).toBe(true);
+    // Relative, so Terraform (which runs in the stack directory) finds it there, and nowhere else.
+    expect(program).toMatch(/^assets\/[\w-]+\/[0-9A-F]+\/fetch-kubeconfig\.cjs$/);
+    expect(existsSync(join(stackDir, program))).toBe(true);
+    // The Python process is gone (beforeAll awaited it); the program still loads and runs from
+    // there, with no node_modules anywhere above the temporary output folder: its refusal of a
+    // request without secrets_file comes from its own code, not a "Cannot find module".
+    const r = spawnSync("node", [program], { cwd: stackDir, input: "{}", encoding: "utf8", timeout: 60_000 });
+    expect(r.stderr).toBe("cdktf-k3s-kilo: fetching the kubeconfig: secrets_file (an absolute path) is required\n");
+    expect(r.status).toBe(1);
   });
 });

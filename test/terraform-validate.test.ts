@@ -18,6 +18,7 @@ import { join } from "path";
 import { dataLocalCommand, provider as localProvider } from "@cdktf/provider-local";
 import { App, TerraformOutput, TerraformStack, TerraformVariable } from "cdktf";
 import { buildArticleCluster } from "../examples/article-cluster/main";
+import { K3sServer } from "../lib";
 import { shq } from "../lib/render/shell";
 import { synthesizeIn, TerraformCli, TfResult } from "./harness/terraform-cli";
 import { mirroredProviders, requireMirroredVersion } from "./harness/terraform-env";
@@ -93,6 +94,31 @@ describe("examples/article-cluster", () => {
     for (const name of Object.keys(json.data.local_command)) {
       expect(plan.stdout).toContain(`data.local_command.${name} will be read during apply`);
     }
+  }, 180_000);
+});
+
+describe("etcd snapshots with S3 keys from sensitive variables (docs/etcd-snapshots.md)", () => {
+  const ACCESS = "AKIA-STANDIN-ACCESS-7f3c";
+  const SECRET = "secret-standin-value-9b1e4d";
+  const out = synth("snapshots", (app) => {
+    const stack = new TerraformStack(app, "cluster");
+    const ssh = { privateKeyPath: "~/.ssh/id_ed25519" };
+    const accessKey = new TerraformVariable(stack, "etcd_s3_access_key", { type: "string", sensitive: true });
+    const secretKey = new TerraformVariable(stack, "etcd_s3_secret_key", { type: "string", sensitive: true });
+    const first = new K3sServer(stack, "server-0", {
+      host: { address: "203.0.113.10", ssh },
+      etcdSnapshots: { scheduleCron: "0 */6 * * *", retention: 12, s3: { bucket: "k3s-backups", endpoint: "s3.example.com", accessKey: accessKey.stringValue, secretKey: secretKey.stringValue } },
+    });
+    for (const i of [1, 2]) new K3sServer(stack, `server-${i}`, { join: first, host: { address: `203.0.113.${10 + i}`, ssh } });
+  });
+  test("terraform validate and plan accept the stack; the keys' values appear nowhere in the plan's output", async () => {
+    const stackDir = join(out, "stacks", "cluster");
+    await initAndValidate("snapshots cluster", stackDir);
+    const tf = new TerraformCli(stackDir, { env: { HOME: home } });
+    const plan = await measured("snapshots cluster: plan", (env) => tf.plan({ env, detailedExitcode: true, vars: { etcd_s3_access_key: ACCESS, etcd_s3_secret_key: SECRET } }));
+    expect(plan.code).toBe(2);
+    expect(plan.stdout).toMatch(/Plan: \d+ to add, 0 to change, 0 to destroy\./);
+    for (const value of [ACCESS, SECRET]) expect(plan.stdout + plan.stderr).not.toContain(value);
   }, 180_000);
 });
 

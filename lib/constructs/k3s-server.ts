@@ -2,7 +2,7 @@
  * K3sServer: the control plane on one host, Kilo-ready, with its tokens generated here and its
  * admin kubeconfig and CA-pinned agent join token read back through Terraform.
  */
-import { Annotations, Aspects, Fn, Lazy, TerraformOutput, TerraformStack, Token } from "cdktf";
+import { Annotations, AssetType, Aspects, Fn, Lazy, TerraformAsset, TerraformOutput, TerraformStack, Token } from "cdktf";
 import { Construct } from "constructs";
 import * as dataLocalCommand from "@cdktf/provider-local/lib/data-local-command";
 import * as dataLocalSensitiveFile from "@cdktf/provider-local/lib/data-local-sensitive-file";
@@ -10,19 +10,16 @@ import * as sensitiveFile from "@cdktf/provider-local/lib/sensitive-file";
 import * as password from "@cdktf/provider-random/lib/password";
 import { connectionDescription, destroyTimeConnection } from "../host/connection";
 import * as v from "../host/validate";
-import { serverConfig } from "../render/k3s-config";
+import { EtcdSnapshotSettings, serverConfig } from "../render/k3s-config";
 import { renderDrainScript, renderUninstallScript } from "../render/uninstall-script";
 import { ensureProvider, OptInRisk, terraformLiteral } from "./internal";
 import { duplicateAddresses, haErrors, haWarnings, requireHost, SensitiveSource, sensitiveOutputErrors } from "./cluster-checks";
 import { localPath } from "./local-path";
 import { K3sNode, K3sNodeProps, NodeRole } from "./k3s-node";
-import { join } from "path";
+import { fetchProgramFile } from "../deploy/fetch-program";
 
 /** Apps whose TerraformOutputs are checked for secrets shown without `sensitive: true` (once each). */
 const outputsChecked = new WeakSet<object>();
-
-/** The program the kubeconfig fetch runs, inside this package. */
-const FETCH_PROGRAM = join(__dirname, "..", "deploy", "fetch-kubeconfig.js");
 
 /**
  * Settings of a K3s server.
@@ -117,6 +114,18 @@ export interface K3sServerProps extends K3sNodeProps {
    */
   readonly datastoreEndpoint?: string;
   /**
+   * etcd snapshots of an embedded etcd cluster: when, how many, where on each server, and a copy in
+   * S3-compatible object storage. Set on the first server of a cluster whose servers join it (the
+   * embedded etcd this library starts); every server of the cluster gets the settings in its
+   * /etc/rancher/k3s/config.yaml, since K3s takes scheduled snapshots on every etcd server. Refused
+   * with an external datastore (back that up with the database's own tools) and on a single server
+   * (SQLite). S3 credentials are accepted only as Terraform values (a `TerraformVariable` with
+   * `sensitive: true`): they reach config.yaml (mode 0600) and nothing else but digests.
+   * See docs/etcd-snapshots.md for restoring.
+   * @default - K3s's defaults on embedded etcd: a snapshot at 00:00 and 12:00 on every server, 5 kept, under /var/lib/rancher/k3s/server/db/snapshots, no S3
+   */
+  readonly etcdSnapshots?: EtcdSnapshotOptions;
+  /**
    * How a change that restarts K3s (a version bump, a config change) rolls over the cluster's
    * agents. Set on the first server; it applies to the whole cluster.
    * @default - one agent at a time
@@ -136,6 +145,90 @@ export interface K3sServerProps extends K3sNodeProps {
    * @default 120
    */
   readonly drainTimeoutSeconds?: number;
+}
+
+/**
+ * etcd snapshots of a K3s cluster with embedded etcd (K3s's `etcd-snapshot-*` and `etcd-s3*` flags).
+ * A setting left out keeps K3s's default.
+ */
+export interface EtcdSnapshotOptions {
+  /**
+   * When each server takes a scheduled snapshot: a five-field cron schedule in the server's time
+   * zone (minute hour day-of-month month day-of-week), or a descriptor such as `@daily` or `@every 6h`.
+   * @default "0 0,12 * * *" (K3s's default: 00:00 and 12:00)
+   */
+  readonly scheduleCron?: string;
+  /**
+   * How many scheduled snapshots each server keeps (locally, and in S3 when set); older ones are deleted.
+   * @default 5
+   */
+  readonly retention?: number;
+  /**
+   * Directory on each server for the snapshots (an absolute path).
+   * @default "/var/lib/rancher/k3s/server/db/snapshots"
+   */
+  readonly dir?: string;
+  /**
+   * Compress snapshots (zip).
+   * @default false
+   */
+  readonly compress?: boolean;
+  /**
+   * Also upload every snapshot to an S3-compatible bucket, off the servers.
+   * @default - snapshots stay on each server's disk only
+   */
+  readonly s3?: EtcdSnapshotS3Options;
+}
+
+/**
+ * Where K3s copies etcd snapshots in S3-compatible object storage.
+ */
+export interface EtcdSnapshotS3Options {
+  /** The bucket's name. */
+  readonly bucket: string;
+  /**
+   * The object store's host, with a port if not the default one, without `https://`.
+   * @default "s3.amazonaws.com"
+   */
+  readonly endpoint?: string;
+  /**
+   * A folder (key prefix) in the bucket.
+   * @default - the bucket's top level
+   */
+  readonly folder?: string;
+  /**
+   * The bucket's region.
+   * @default "us-east-1"
+   */
+  readonly region?: string;
+  /**
+   * The access key ID, as a Terraform value (e.g. a `TerraformVariable` with `sensitive: true`);
+   * a literal string is refused. Give it with `secretKey`.
+   * @default - no keys: K3s uses the server's IAM instance role (AWS EC2 only)
+   */
+  readonly accessKey?: string;
+  /**
+   * The secret access key, as a Terraform value (e.g. a `TerraformVariable` with `sensitive: true`);
+   * a literal string is refused. Written only into each server's config.yaml (mode 0600).
+   * @default - no keys: K3s uses the server's IAM instance role (AWS EC2 only)
+   */
+  readonly secretKey?: string;
+  /**
+   * Path, on each server, of a PEM file with the CA that signed the object store's certificate
+   * (a private CA); the file must be there before K3s starts.
+   * @default - the system's trusted CAs
+   */
+  readonly endpointCa?: string;
+  /**
+   * Do not verify the object store's certificate (synth warns: use endpointCa instead).
+   * @default false
+   */
+  readonly skipSslVerify?: boolean;
+  /**
+   * Plain HTTP instead of HTTPS (synth warns).
+   * @default false
+   */
+  readonly insecure?: boolean;
 }
 
 /**
@@ -183,6 +276,12 @@ export class K3sServer extends K3sNode {
   public readonly caHash: string;
   /** The token agents join with, `K10<caHash>::node:<secret>` (sensitive). */
   public readonly agentJoinToken: string;
+  /**
+   * The cluster's server token as the first server's config.yaml holds it (`token:`; sensitive): what
+   * restoring an etcd snapshot on new hosts needs (`k3s server --cluster-reset --token …`), since it
+   * decrypts the bootstrap data inside the snapshot.
+   */
+  public readonly serverToken: string;
   /** Pod network CIDR. */
   public readonly clusterCidr: string;
   /** Service network CIDR. */
@@ -256,6 +355,8 @@ export class K3sServer extends K3sNode {
       this._serverTokenSecret = root._serverTokenSecret;
       this._agentTokenSecret = root._agentTokenSecret;
     }
+    this.serverToken = root === this ? Fn.sensitive(this._serverTokenSecret) : root.serverToken;
+    if (root === this) this._etcdSnapshots = etcdSnapshotSettings(props.etcdSnapshots);
     // The server that joined last before this one: joins are serial (see _registerServer).
     const previous = root === this ? undefined : root._registerServer(this);
 
@@ -277,6 +378,8 @@ export class K3sServer extends K3sNode {
       serviceLoadBalancer: props.serviceLoadBalancer ?? false,
       nodePortAddresses: this.nodePortAddresses,
       datastoreEndpoint: this.datastoreEndpoint,
+      // Every etcd server takes the scheduled snapshots (and uploads its own to S3).
+      etcdSnapshots: root._etcdSnapshots,
     };
     this._tlsSans = props.tlsSans;
     this._secretsEncryption = props.secretsEncryption;
@@ -343,9 +446,12 @@ export class K3sServer extends K3sNode {
     // directory under Terraform's working directory, read back through local_sensitive_file, whose
     // content is sensitive.
     const secretsFile = Fn.abspath(`.cdktf-k3s-kilo-secrets/${this.node.addr}.json`);
+    // The program is copied into the stack's output and run from there (a path relative to the
+    // stack directory, where Terraform runs): the library's own location need not outlive synth.
+    const program = new TerraformAsset(this, "credentials-program", { path: fetchProgramFile(), type: AssetType.FILE });
     const fetch = new dataLocalCommand.DataLocalCommand(this, "credentials", {
       command: "node",
-      arguments: [FETCH_PROGRAM],
+      arguments: [program.path],
       stdin: Fn.jsonencode({
         ...connectionDescription(h),
         api_server_url: this.apiServerUrl,
@@ -408,6 +514,17 @@ export class K3sServer extends K3sNode {
       risks.push({ key: "networkPolicy", text: (nodes) => `networkPolicy: false on ${nodes}: NetworkPolicy objects are not enforced: every pod can reach every other pod, ` +
         "and every node and mesh peer can reach every pod, whatever the policies say. Leave networkPolicy on unless another policy engine enforces them" });
     }
+    const s3 = this.clusterRoot === this ? p.etcdSnapshots?.s3 : undefined;
+    if (s3?.insecure === true) {
+      risks.push({ key: "etcdSnapshots.s3.insecure", text: (nodes) => `etcdSnapshots.s3.insecure: true on ${nodes}: every server uploads its etcd snapshots over plain HTTP, ` +
+        "so the whole cluster state (Secrets included) and the access key ID cross the network readable by anyone on the path, and a snapshot downloaded for a restore can be altered on the way. " +
+        "Leave insecure off (HTTPS), with endpointCa if the object store's certificate comes from a private CA" });
+    }
+    if (s3?.skipSslVerify === true) {
+      risks.push({ key: "etcdSnapshots.s3.skipSslVerify", text: (nodes) => `etcdSnapshots.s3.skipSslVerify: true on ${nodes}: the object store's certificate is not checked, ` +
+        "so whoever intercepts the connection receives every etcd snapshot (the whole cluster state, Secrets included) and can hand a forged one to a restore. " +
+        "Give endpointCa (the CA that signed the store's certificate, as a file on each server) instead" });
+    }
     if (p.secretsEncryption === false && this.clusterRoot === this) {
       risks.push({ key: "secretsEncryption", text: (nodes) => `secretsEncryption: false on ${nodes}: Secrets are stored unencrypted in the datastore, its snapshots and backups, ` +
         "so whoever reads any of them reads every Secret of the cluster. Leave secretsEncryption on" });
@@ -420,6 +537,8 @@ export class K3sServer extends K3sNode {
     return this.clusterCidr;
   }
 
+  /** @internal The first server's etcd snapshot settings (credentials marked sensitive), for every server. */
+  public _etcdSnapshots?: EtcdSnapshotSettings;
   /** @internal */
   public _tlsSans?: string[];
   /** @internal */
@@ -515,6 +634,48 @@ export class K3sServer extends K3sNode {
       "If the datastore is reached over a private network you trust, this warning is expected (synth cannot tell).");
   }
 
+  /** etcdSnapshots: only on the first server of an embedded etcd cluster, with sound values and credentials from Terraform. */
+  private etcdSnapshotErrors(props: K3sServerProps): string[] {
+    const o = props.etcdSnapshots;
+    if (o === undefined) return [];
+    const errors: string[] = [];
+    const err = (field: string, msg: string | undefined) => { if (msg) errors.push(`K3sServer "${this.node.path}": ${field}: ${msg}`); };
+    const root = this.clusterRoot;
+    if (root !== this) {
+      err("etcdSnapshots", `set it on the cluster's first server ${root.node.path} only: every server of the cluster gets the first server's settings`);
+      return errors;
+    }
+    if (props.datastoreEndpoint !== undefined) {
+      err("etcdSnapshots", "this cluster keeps its data in the external datastore (datastoreEndpoint), not in embedded etcd, so K3s takes no etcd snapshots; " +
+        "back the datastore up with its own tools (pg_dump, mysqldump, etcdctl snapshot save), and leave etcdSnapshots out");
+    } else if (root.servers.length < 2) {
+      err("etcdSnapshots", "a single server keeps its data in SQLite, not in etcd, so K3s takes no etcd snapshots; " +
+        "etcd snapshots need servers that join this one (join: on 2 more K3sServers, embedded etcd), or leave etcdSnapshots out and back up /var/lib/rancher/k3s/server with K3s stopped");
+    }
+    if (o.scheduleCron !== undefined) err("etcdSnapshots.scheduleCron", v.checkCron(o.scheduleCron));
+    const r = o.retention;
+    if (r !== undefined && !v.isNumberToken(r) && (!Number.isInteger(r) || r < 1)) {
+      err("etcdSnapshots.retention", `${r} must be a whole number of snapshots, at least 1`);
+    }
+    if (o.dir !== undefined) err("etcdSnapshots.dir", v.checkAbsolutePath(o.dir));
+    const s3 = o.s3;
+    if (s3 === undefined) return errors;
+    if (s3.bucket === undefined) err("etcdSnapshots.s3.bucket", "is required: the name of the bucket the snapshots go to");
+    else err("etcdSnapshots.s3.bucket", v.checkS3Bucket(s3.bucket));
+    if (s3.endpoint !== undefined) err("etcdSnapshots.s3.endpoint", v.checkS3Endpoint(s3.endpoint));
+    if (s3.endpointCa !== undefined) err("etcdSnapshots.s3.endpointCa", v.checkAbsolutePath(s3.endpointCa));
+    for (const [field, value, variable] of [["accessKey", s3.accessKey, "etcd_s3_access_key"], ["secretKey", s3.secretKey, "etcd_s3_secret_key"]] as const) {
+      if (value === undefined) continue;
+      err(`etcdSnapshots.s3.${field}`, v.checkSecretFromTerraform(value,
+        `new TerraformVariable(this, "${variable}", { type: "string", sensitive: true }).stringValue, set with TF_VAR_${variable}`));
+    }
+    if ((s3.accessKey === undefined) !== (s3.secretKey === undefined)) {
+      const [given, missing] = s3.accessKey === undefined ? ["secretKey", "accessKey"] : ["accessKey", "secretKey"];
+      err(`etcdSnapshots.s3.${missing}`, `required with ${given}: give both keys, or neither to use the server's IAM instance role (AWS EC2 only)`);
+    }
+    return errors;
+  }
+
   private validateServer(props: K3sServerProps): string[] {
     const errors: string[] = [];
     const err = (field: string, msg: string | undefined) => { if (msg) errors.push(`K3sServer "${this.node.path}": ${field}: ${msg}`); };
@@ -526,6 +687,7 @@ export class K3sServer extends K3sNode {
     if (props.host?.address !== undefined) err("host.address", v.checkNodeAddress(props.host.address));
     if (this.clusterRoot === this) errors.push(...duplicateAddresses(this));
     errors.push(...haErrors(this, props));
+    errors.push(...this.etcdSnapshotErrors(props));
     const kp = props.kubeconfigPath;
     if (kp !== undefined && !v.isToken(kp) && kp.trim() === "") {
       err("kubeconfigPath", "is empty; give the file to write the admin kubeconfig to, such as \"~/.kube/k3s.yaml\", or leave kubeconfigPath out");
@@ -538,6 +700,20 @@ export class K3sServer extends K3sNode {
     }
     return errors;
   }
+}
+
+/** The settings as config.yaml gets them: credentials marked sensitive, so Terraform hides them. */
+function etcdSnapshotSettings(o: EtcdSnapshotOptions | undefined): EtcdSnapshotSettings | undefined {
+  if (o === undefined) return undefined;
+  const s3 = o.s3;
+  const secret = (value: string | undefined) => (value === undefined ? undefined : Fn.sensitive(value));
+  return {
+    scheduleCron: o.scheduleCron,
+    retention: o.retention,
+    dir: o.dir,
+    compress: o.compress,
+    s3: s3 === undefined ? undefined : { ...s3, accessKey: secret(s3.accessKey), secretKey: secret(s3.secretKey) },
+  };
 }
 
 function bracketIpv6(address: string): string {

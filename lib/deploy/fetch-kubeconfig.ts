@@ -9,13 +9,15 @@
  *         attribute, and the provider logs it at TRACE
  * secrets_file: FetchSecrets as JSON, mode 0600 in a 0700 directory, which the stack reads with a
  *         `local_sensitive_file` data source (a sensitive attribute)
+ *
+ * K3sServer copies this program into every synthesized stack (see fetch-program.ts), where it runs
+ * without the library beside it: it must require nothing but Node's own modules.
  */
 import { spawnSync } from "child_process";
 import { createHash } from "crypto";
 import { chmodSync, mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from "fs";
 import { tmpdir } from "os";
 import { dirname, join } from "path";
-import { parse, stringify, YAMLParseError } from "yaml";
 
 export interface FetchRequest {
   readonly host: string;
@@ -121,44 +123,95 @@ export function sshArgs(r: FetchRequest, knownHostsFile: string | undefined): st
 const REMOTE_COMMAND = "if [ \"$(id -u)\" -eq 0 ]; then cat /etc/rancher/k3s/k3s.yaml; " +
   "else sudo -n cat /etc/rancher/k3s/k3s.yaml; fi";
 
+/** The kubeconfig keys read from K3s's file, each a base64 value that K3s writes exactly once. */
+const KUBECONFIG_KEYS = ["certificate-authority-data", "client-certificate-data", "client-key-data"] as const;
+type KubeconfigKey = typeof KUBECONFIG_KEYS[number];
+
 /**
- * Rewrite K3s's kubeconfig (server https://127.0.0.1:6443, names "default") by parsing it:
- * one cluster, user and context, named after the cluster, pointing at the public API URL.
+ * The three base64 values of K3s's kubeconfig, read by key. K3s writes the file with Go's YAML
+ * encoder: one cluster and one user, each value a plain scalar on its key's line. A value that is
+ * not one base64 word (plain or quoted), or a key that is missing or repeated, is refused rather
+ * than guessed at; messages name the key and line, never the text, which may be key material.
+ */
+function kubeconfigData(raw: string): Record<KubeconfigKey, string> {
+  const lines = raw.split(/\r?\n/);
+  const found = {} as Record<KubeconfigKey, string>;
+  for (const key of KUBECONFIG_KEYS) {
+    const at: number[] = [];
+    let value: string | undefined;
+    lines.forEach((line, i) => {
+      const m = /^\s*(?:-\s+)?([A-Za-z-]+)\s*:(?:\s+(.*?))?\s*$/.exec(line);
+      if (!m || m[1] !== key) return;
+      at.push(i + 1);
+      const v = /^(?:"([A-Za-z0-9+/=]+)"|'([A-Za-z0-9+/=]+)'|([A-Za-z0-9+/=]+))$/.exec(m[2] ?? "");
+      if (!v) throw new Error(`the server's /etc/rancher/k3s/k3s.yaml: ${key} on line ${i + 1} is not one base64 value`);
+      value = v[1] ?? v[2] ?? v[3];
+    });
+    if (at.length === 0) throw new Error(`the server's /etc/rancher/k3s/k3s.yaml has no ${key}; is K3s fully started?`);
+    if (at.length > 1) throw new Error(`the server's /etc/rancher/k3s/k3s.yaml: ${key} appears ${at.length} times (lines ${at.join(", ")}); K3s writes one cluster and one user`);
+    found[key] = value!;
+  }
+  return found;
+}
+
+/**
+ * One YAML double-quoted scalar holding exactly `s`: printable ASCII as is, everything else
+ * escaped (YAML's \uXXXX and \UXXXXXXXX are code points, so astral characters take the latter).
+ * A token's value (the API address may be one) can be anything; it stays one scalar.
+ */
+export function yamlQuote(s: string): string {
+  let out = "\"";
+  for (const ch of s) {
+    const c = ch.codePointAt(0)!;
+    if (ch === "\"" || ch === "\\") out += `\\${ch}`;
+    else if (c >= 0x20 && c < 0x7f) out += ch;
+    else if (c > 0xffff) out += `\\U${c.toString(16).padStart(8, "0")}`;
+    else out += `\\u${c.toString(16).padStart(4, "0")}`;
+  }
+  return `${out}"`;
+}
+
+/**
+ * Rewrite K3s's kubeconfig (server https://127.0.0.1:6443, names "default"): a new document with
+ * one cluster, user and context, named after the cluster, pointing at the public API URL, and
+ * K3s's CA and client credentials. Written by hand (every value quoted by yamlQuote), so the
+ * program needs no YAML library.
  */
 export function rewriteKubeconfig(raw: string, apiServerUrl: string, clusterName: string): FetchResult {
-  let doc: any;
-  try {
-    doc = parse(raw);
-  } catch (e) {
-    // The parser's message quotes the offending text, which may be key material: position only.
-    const pos = e instanceof YAMLParseError ? e.linePos?.[0] : undefined;
-    throw new Error(`the server's /etc/rancher/k3s/k3s.yaml is not valid YAML${pos ? ` (line ${pos.line}, column ${pos.col})` : ""}`);
-  }
-  const cluster = doc?.clusters?.[0]?.cluster;
-  const user = doc?.users?.[0]?.user;
-  if (!cluster?.["certificate-authority-data"] || !user?.["client-certificate-data"] || !user?.["client-key-data"]) {
-    throw new Error("the server's /etc/rancher/k3s/k3s.yaml has no cluster CA or client certificate; is K3s fully started?");
-  }
+  const data = kubeconfigData(raw);
   const userName = `${clusterName}-admin`;
-  const kubeconfig = {
-    apiVersion: "v1",
-    kind: "Config",
-    clusters: [{ name: clusterName, cluster: { "server": apiServerUrl, "certificate-authority-data": cluster["certificate-authority-data"] } }],
-    users: [{ name: userName, user: { "client-certificate-data": user["client-certificate-data"], "client-key-data": user["client-key-data"] } }],
-    contexts: [{ name: clusterName, context: { cluster: clusterName, user: userName } }],
-    "current-context": clusterName,
-    "preferences": {},
-  };
-  const decode = (b64: string) => Buffer.from(b64, "base64").toString("utf8");
-  const ca = decode(cluster["certificate-authority-data"]);
+  const q = yamlQuote;
+  const kubeconfig = [
+    "apiVersion: v1",
+    "kind: Config",
+    "clusters:",
+    `- name: ${q(clusterName)}`,
+    "  cluster:",
+    `    server: ${q(apiServerUrl)}`,
+    `    certificate-authority-data: ${q(data["certificate-authority-data"])}`,
+    "users:",
+    `- name: ${q(userName)}`,
+    "  user:",
+    `    client-certificate-data: ${q(data["client-certificate-data"])}`,
+    `    client-key-data: ${q(data["client-key-data"])}`,
+    "contexts:",
+    `- name: ${q(clusterName)}`,
+    "  context:",
+    `    cluster: ${q(clusterName)}`,
+    `    user: ${q(userName)}`,
+    `current-context: ${q(clusterName)}`,
+    "preferences: {}",
+    "",
+  ].join("\n");
+  const bytes = (key: KubeconfigKey) => Buffer.from(data[key], "base64");
   return {
-    kubeconfig: stringify(kubeconfig, { lineWidth: 0 }),
+    kubeconfig,
     // K3s hashes the CA file's bytes; the kubeconfig embeds the same bytes.
-    ca_hash: createHash("sha256").update(Buffer.from(cluster["certificate-authority-data"], "base64")).digest("hex"),
+    ca_hash: createHash("sha256").update(bytes("certificate-authority-data")).digest("hex"),
     api_server_url: apiServerUrl,
-    cluster_ca_certificate: ca,
-    client_certificate: decode(user["client-certificate-data"]),
-    client_key: decode(user["client-key-data"]),
+    cluster_ca_certificate: bytes("certificate-authority-data").toString("utf8"),
+    client_certificate: bytes("client-certificate-data").toString("utf8"),
+    client_key: bytes("client-key-data").toString("utf8"),
   };
 }
 

@@ -478,3 +478,95 @@ export function synthTimeNumber(what: string, example: string): string {
   return `a Terraform value (a variable or another resource's attribute) cannot be used here: ${what} is written into the generated scripts at synth, ` +
     `before Terraform knows the value; give a number, such as ${example}`;
 }
+
+/** The fields of a five-field cron schedule as K3s reads it (robfig/cron's standard parser). */
+const CRON_FIELDS: Array<{ name: string; min: number; max: number; names?: string[]; question?: boolean }> = [
+  { name: "minute", min: 0, max: 59 },
+  { name: "hour", min: 0, max: 23 },
+  { name: "day of month", min: 1, max: 31, question: true },
+  { name: "month", min: 1, max: 12, names: ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"] },
+  { name: "day of week", min: 0, max: 6, names: ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"], question: true },
+];
+
+/**
+ * A cron schedule for K3s's `etcd-snapshot-schedule-cron`: five fields (minute hour day-of-month
+ * month day-of-week), each `*`, a value, a range or a list, with an optional `/step`; or one of
+ * robfig/cron's descriptors (`@daily`, `@every 6h`, …), which K3s's parser also takes.
+ */
+export function checkCron(value: string): string | undefined {
+  if (isToken(value)) return undefined;
+  const example = "such as \"0 */6 * * *\" (every 6 hours, on the hour)";
+  const v = value.trim();
+  if (/^@(yearly|annually|monthly|weekly|daily|midnight|hourly)$/.test(v)) return undefined;
+  if (v.startsWith("@every")) {
+    return /^@every\s+(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$/.test(v) ? undefined : `"${value}": write @every followed by a duration, such as "@every 6h"`;
+  }
+  const fields = v === "" ? [] : v.split(/\s+/);
+  if (fields.length !== 5) {
+    return `"${value}" has ${fields.length} field${fields.length === 1 ? "" : "s"}; give the five fields of a cron schedule (minute hour day-of-month month day-of-week), ${example}`;
+  }
+  for (let i = 0; i < 5; i++) {
+    const f = CRON_FIELDS[i];
+    const num = (s: string): number | undefined => {
+      const byName = f.names?.indexOf(s.toUpperCase()) ?? -1;
+      if (byName >= 0) return byName + f.min;
+      return /^\d+$/.test(s) ? Number(s) : undefined;
+    };
+    for (const item of fields[i].split(",")) {
+      const m = /^(\*|\?|([A-Za-z0-9]+)(?:-([A-Za-z0-9]+))?)(?:\/(\d+))?$/.exec(item);
+      const bad = (why: string) => `"${value}": the ${f.name} field "${fields[i]}" ${why}; ${example}`;
+      if (!m) return bad("is not *, a value, a range (a-b) or a list of them, each with an optional /step");
+      if (m[1] === "?" && !f.question) return bad("may not be ? (only the day fields may)");
+      if (m[4] !== undefined && Number(m[4]) < 1) return bad("has a step of 0");
+      for (const part of [m[2], m[3]]) {
+        if (part === undefined) continue;
+        const n = num(part);
+        if (n === undefined || n < f.min || n > f.max) return bad(`holds "${part}", outside ${f.min}-${f.max}${f.names ? ` (or ${f.names[0]}-${f.names[f.names.length - 1]})` : ""}`);
+      }
+      if (m[3] !== undefined && num(m[2]!)! > num(m[3])!) return bad(`has the range ${m[2]}-${m[3]}, which runs backwards`);
+    }
+  }
+  return undefined;
+}
+
+/**
+ * An S3 endpoint as K3s's `etcd-s3-endpoint` takes it: a host name or address with an optional
+ * port, no scheme and no path (K3s picks HTTPS, or HTTP with `etcd-s3-insecure`).
+ */
+export function checkS3Endpoint(value: string): string | undefined {
+  if (isToken(value)) return undefined;
+  const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/(.*)$/.exec(value);
+  if (scheme) {
+    const host = scheme[2].replace(/\/.*$/, "");
+    return `"${value}": give the host (and port) only, without ${scheme[1]}://, such as "${host || "s3.example.com"}": K3s connects over HTTPS (over HTTP only with insecure: true)`;
+  }
+  const m = /^(\[[0-9A-Fa-f:.]+\]|[^:/\s[\]]+)(?::(\d{1,5}))?$/.exec(value);
+  if (!m) return `"${value}" is not a host name or address with an optional :port, such as "s3.eu-central-1.amazonaws.com" or "minio.example.com:9000"`;
+  const host = m[1].startsWith("[") ? m[1].slice(1, -1) : m[1];
+  if (checkAddress(host) !== undefined) return `"${value}": "${host}" is not a host name or IP address`;
+  if (m[2] !== undefined && (Number(m[2]) < 1 || Number(m[2]) > 65535)) return `"${value}": port ${m[2]} is not between 1 and 65535`;
+  return undefined;
+}
+
+/** An S3 bucket name: no scheme, slash or whitespace (S3 and its clones take 3 to 63 characters). */
+export function checkS3Bucket(value: string): string | undefined {
+  if (isToken(value)) return undefined;
+  if (/^s3:\/\//i.test(value)) return `"${value}": give the bucket's name only ("${value.replace(/^s3:\/\//i, "").replace(/\/.*$/, "")}"), and any path under it as folder`;
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{1,61}[A-Za-z0-9]$/.test(value)) {
+    return `"${value}" is not a bucket name: 3 to 63 letters, digits, dots, hyphens or underscores, starting and ending with a letter or digit${value.includes("/") ? " (a path under the bucket goes in folder)" : ""}`;
+  }
+  return undefined;
+}
+
+/**
+ * A credential that must come whole from Terraform (a sensitive variable or a secret manager's data
+ * source): any literal text in it would be written in clear into cdk.tf.json. The message never
+ * repeats the value.
+ */
+export function checkSecretFromTerraform(value: string, example: string): string | undefined {
+  if (typeof value !== "string") return "give a string from Terraform (a sensitive TerraformVariable's stringValue)";
+  if (!hasLiteral(value)) return undefined;
+  const mixed = isToken(value);
+  return `${mixed ? "part of this value is literal text" : "a literal value"}, which would be written in clear into cdk.tf.json and every saved plan, is refused for a credential; ` +
+    `pass the whole value from Terraform: a TerraformVariable with sensitive: true (${example}) or a secret manager's data source`;
+}

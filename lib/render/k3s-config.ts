@@ -27,6 +27,20 @@ export const MANAGED_KEYS: Record<string, string> = {
   "datastore-endpoint": "use the datastoreEndpoint prop (kept out of plain config)",
   "secrets-encryption": "use the secretsEncryption prop",
   "disable-network-policy": "use the networkPolicy prop",
+  "etcd-snapshot-schedule-cron": "use etcdSnapshots.scheduleCron on the first server",
+  "etcd-snapshot-retention": "use etcdSnapshots.retention on the first server",
+  "etcd-snapshot-dir": "use etcdSnapshots.dir on the first server",
+  "etcd-snapshot-compress": "use etcdSnapshots.compress on the first server",
+  "etcd-s3": "use etcdSnapshots.s3 on the first server",
+  "etcd-s3-endpoint": "use etcdSnapshots.s3.endpoint on the first server",
+  "etcd-s3-endpoint-ca": "use etcdSnapshots.s3.endpointCa on the first server",
+  "etcd-s3-skip-ssl-verify": "use etcdSnapshots.s3.skipSslVerify on the first server",
+  "etcd-s3-insecure": "use etcdSnapshots.s3.insecure on the first server",
+  "etcd-s3-bucket": "use etcdSnapshots.s3.bucket on the first server",
+  "etcd-s3-folder": "use etcdSnapshots.s3.folder on the first server",
+  "etcd-s3-region": "use etcdSnapshots.s3.region on the first server",
+  "etcd-s3-access-key": "use etcdSnapshots.s3.accessKey on the first server (a sensitive Terraform value; kept out of plain config)",
+  "etcd-s3-secret-key": "use etcdSnapshots.s3.secretKey on the first server (a sensitive Terraform value; kept out of plain config)",
 };
 
 /**
@@ -78,6 +92,50 @@ export interface ServerSettings extends NodeSettings {
   readonly networkPolicy?: boolean;
   /** Keep K3s's ServiceLB (klipper-lb), which serves LoadBalancer Services on node addresses. Default false. */
   readonly serviceLoadBalancer?: boolean;
+  /** etcd snapshot settings of the cluster (every embedded etcd server gets them). */
+  readonly etcdSnapshots?: EtcdSnapshotSettings;
+}
+
+/** K3s's etcd snapshot flags, as K3sServer's etcdSnapshots gives them; unset ones keep K3s's defaults. */
+export interface EtcdSnapshotSettings {
+  readonly scheduleCron?: string;
+  readonly retention?: number;
+  readonly dir?: string;
+  readonly compress?: boolean;
+  readonly s3?: {
+    readonly bucket: string;
+    readonly endpoint?: string;
+    readonly folder?: string;
+    readonly region?: string;
+    /** Secrets: Terraform values (already marked sensitive), written to config.yaml by Terraform. */
+    readonly accessKey?: string;
+    readonly secretKey?: string;
+    readonly endpointCa?: string;
+    readonly skipSslVerify?: boolean;
+    readonly insecure?: boolean;
+  };
+}
+
+function etcdSnapshotConfig(e: EtcdSnapshotSettings): K3sConfig {
+  const c: K3sConfig = {};
+  const set = (key: string, value: string | number | boolean | undefined) => { if (value !== undefined) c[key] = value; };
+  set("etcd-snapshot-schedule-cron", e.scheduleCron);
+  set("etcd-snapshot-retention", e.retention);
+  set("etcd-snapshot-dir", e.dir);
+  set("etcd-snapshot-compress", e.compress);
+  if (e.s3) {
+    c["etcd-s3"] = true;
+    set("etcd-s3-endpoint", e.s3.endpoint);
+    set("etcd-s3-bucket", e.s3.bucket);
+    set("etcd-s3-folder", e.s3.folder);
+    set("etcd-s3-region", e.s3.region);
+    set("etcd-s3-access-key", e.s3.accessKey);
+    set("etcd-s3-secret-key", e.s3.secretKey);
+    set("etcd-s3-endpoint-ca", e.s3.endpointCa);
+    set("etcd-s3-skip-ssl-verify", e.s3.skipSslVerify);
+    set("etcd-s3-insecure", e.s3.insecure);
+  }
+  return c;
 }
 
 export interface AgentSettings extends NodeSettings {
@@ -150,6 +208,7 @@ export function serverConfig(s: ServerSettings): K3sConfig {
   if (s.joinUrl !== undefined) c.server = s.joinUrl;
   if (s.clusterInit) c["cluster-init"] = true;
   if (s.datastoreEndpoint !== undefined) c["datastore-endpoint"] = s.datastoreEndpoint;
+  if (s.etcdSnapshots !== undefined) Object.assign(c, etcdSnapshotConfig(s.etcdSnapshots));
   return withExtra(c, s.extraConfig);
 }
 
