@@ -1,7 +1,7 @@
 /**
  * The consumer's path, end to end: `npm pack` from a copy of the repository without build output
  * (as a fresh clone has it, so `prepack` must build the package), then a new project made in a temp dir by
- * the README's "Use it in your project" steps, verbatim, and synthesized.
+ * the README's "Quick start" steps, verbatim, and synthesized.
  *
  * The one substitution: the package is not on the npm registry, so the `cdktf-k3s-kilo` argument of
  * the README's `npm install` becomes the packed tarball's path (the README says to do the same).
