@@ -230,7 +230,7 @@ describe("the packed package in a new consumer project (README steps, verbatim)"
 
   if (process.env.CONSUMER_TEST_CDKTN === "1") {
     // CDK Terrain: cdktn aliased as cdktf (the prebuilt providers peer on cdktf ^0.21, hence --legacy-peer-deps).
-    test("the README's cdktn steps: the same JSON as cdktf 0.21 but for cdktf's version stamp", () => {
+    test("docs/compatibility.md's cdktn steps: the same JSON as cdktf 0.21 but for cdktf's version stamp", () => {
       const dir = join(work, "cdktn");
       mkdirSync(dir);
       const shell = step("cdktn", "docs/compatibility.md");
