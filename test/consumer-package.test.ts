@@ -1,7 +1,7 @@
 /**
  * The consumer's path, end to end: `npm pack` from a copy of the repository without build output
  * (as a fresh clone has it, so `prepack` must build the package), then a new project made in a temp dir by
- * the README's "Use it in your project" steps, verbatim, and synthesized.
+ * the README's "Quick start" steps, verbatim, and synthesized.
  *
  * The one substitution: the package is not on the npm registry, so the `cdktf-k3s-kilo` argument of
  * the README's `npm install` becomes the packed tarball's path (the README says to do the same).
@@ -13,6 +13,10 @@
  * compares the JSON with cdktf 0.21's; CONSUMER_TEST_CDKTF_CLI=1 also runs `npx --package cdktf-cli@0.21.0 cdktf synth` as the
  * README shows; CONSUMER_TEST_NODE22=/path/to/node (e.g. from `npm install node@22`) repeats the
  * synth on that Node.
+ *
+ * Also: the kubeconfig step the README shows (`KUBECONFIG=... kubectl get nodes`) reads the file the
+ * synthesized stack writes, and every relative link and image of the packed README and docs/*.md
+ * resolves to a file in the tarball (there is no public repository to link to).
  */
 import { execFileSync, spawnSync } from "child_process";
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "fs";
@@ -22,10 +26,11 @@ import { dirname, join, resolve } from "path";
 const REPO = resolve(__dirname, "..");
 const README = readFileSync(join(REPO, "README.md"), "utf8");
 
-/** The fenced block that follows `<!-- consumer-step: NAME -->`. */
-function step(name: string): string {
-  const m = new RegExp(`<!-- consumer-step: ${name.replace(".", "\\.")} -->\\n\`\`\`\\w*\\n([\\s\\S]*?)\`\`\``).exec(README);
-  if (!m) throw new Error(`README.md has no consumer step "${name}"`);
+/** The fenced block that follows `<!-- consumer-step: NAME -->` in the README (or another doc: the cdktn steps are in docs/compatibility.md). */
+function step(name: string, doc = "README.md"): string {
+  const text = doc === "README.md" ? README : readFileSync(join(REPO, doc), "utf8");
+  const m = new RegExp(`<!-- consumer-step: ${name.replace(".", "\\.")} -->\\n\`\`\`\\w*\\n([\\s\\S]*?)\`\`\``).exec(text);
+  if (!m) throw new Error(`${doc} has no consumer step "${name}"`);
   return m[1];
 }
 
@@ -34,6 +39,21 @@ function whatYouWrite(): string {
   const m = /## What you write\n\n```ts\n([\s\S]*?)```/.exec(README);
   if (!m) throw new Error("README.md has no ts block under ## What you write");
   return m[1];
+}
+
+/** Relative link and image targets of a Markdown text, outside code (Markdown links and images, HTML src/href). */
+function relativeLinks(markdown: string): string[] {
+  const prose = markdown.replace(/^```[\s\S]*?^```/gm, "").replace(/`[^`\n]*`/g, "code");
+  const targets = [...prose.matchAll(/!?\[[^\]]*\]\(([^)\s]+)(?:\s+"[^"]*")?\)/g)].map((m) => m[1])
+    .concat([...prose.matchAll(/\b(?:src|href)="([^"]+)"/g)].map((m) => m[1]));
+  return targets.filter((t) => !/^[a-z][a-z0-9+.-]*:/i.test(t));
+}
+
+/** The anchors GitHub (and npm's renderer) give a Markdown file's headings. */
+function anchors(markdown: string): Set<string> {
+  const headings = markdown.replace(/^```[\s\S]*?^```/gm, "").match(/^#{1,6} .*$/gm) ?? [];
+  return new Set(headings.map((h) => h.replace(/^#+ /, "").trim().toLowerCase()
+    .replace(/[^\p{L}\p{N} _-]/gu, "").replace(/ /g, "-")));
 }
 
 function run(cmd: string, args: string[], cwd: string, env: NodeJS.ProcessEnv = {}, timeout = 240_000): string {
@@ -100,7 +120,8 @@ describe("the packed package in a new consumer project (README steps, verbatim)"
     expect(packLog).toMatch(/prepack/);
     const listing = execFileSync("tar", ["tzf", tarball], { encoding: "utf8" }).split("\n");
     for (const f of ["package/lib/index.js", "package/lib/index.d.ts", "package/lib/deploy/fetch-kubeconfig.js", "package/lib/render/ufw-converge.py", "package/lib/cli/report.js", "package/.jsii",
-      "package/LICENSE", "package/README.md", "package/node_modules/ipaddr.js/package.json", "package/node_modules/yaml/package.json"]) {
+      "package/LICENSE", "package/README.md", "package/API.md", "package/API.python.md", "package/docs/security.md", "package/docs/article-cluster.svg",
+      "package/node_modules/ipaddr.js/package.json", "package/node_modules/yaml/package.json"]) {
       expect(listing).toContain(f);
     }
     expect(listing.some((f) => f.startsWith("package/test/") || f.endsWith(".ts") && !f.endsWith(".d.ts"))).toBe(false);
@@ -150,6 +171,31 @@ describe("the packed package in a new consumer project (README steps, verbatim)"
 
   let reference: { cluster: any; mesh: any } | undefined;
 
+  test("every relative link and image of the packed README and docs/*.md resolves to a file (and heading) in the tarball", () => {
+    const root = join(work, "unpacked");
+    mkdirSync(root);
+    execFileSync("tar", ["xzf", tarball, "-C", root]);
+    const pkg = join(root, "package");
+    // Every Markdown page and picture of docs/ is packed.
+    expect(readdirSync(join(pkg, "docs")).sort()).toEqual(readdirSync(join(REPO, "docs")).filter((f) => /\.(md|svg)$/.test(f)).sort());
+    const pages = ["README.md", ...readdirSync(join(pkg, "docs")).filter((f) => f.endsWith(".md")).map((f) => `docs/${f}`)];
+    const broken: string[] = [];
+    let checked = 0;
+    for (const page of pages) {
+      for (const target of relativeLinks(readFileSync(join(pkg, page), "utf8"))) {
+        checked++;
+        const [path, anchor] = target.split("#");
+        const file = path === "" ? join(pkg, page) : resolve(dirname(join(pkg, page)), decodeURIComponent(path));
+        if (!file.startsWith(pkg + "/") || !existsSync(file)) broken.push(`${page}: ${target}`);
+        else if (anchor && file.endsWith(".md") && !anchors(readFileSync(file, "utf8")).has(anchor)) broken.push(`${page}: ${target} (no such heading)`);
+      }
+    }
+    expect(broken).toEqual([]);
+    expect(checked).toBeGreaterThan(20);
+    // The picture is shown in the README, from the package.
+    expect(relativeLinks(readFileSync(join(pkg, "README.md"), "utf8"))).toContain("docs/article-cluster.svg");
+  });
+
   test("synthesizes into the directory cdktf passes as CDKTF_OUTDIR (cdktf synth --output)", () => {
     const out = join(work, "custom-out");
     reference = synthAndCheck(out);
@@ -163,6 +209,17 @@ describe("the packed package in a new consumer project (README steps, verbatim)"
     expect(existsSync(join(out, "cluster-report.dot"))).toBe(true);
   }, 300_000);
 
+  test("the README's kubectl step reads the kubeconfig the README's program makes deploy write (mode 0600)", () => {
+    const kubectl = /^KUBECONFIG=(\S+) kubectl get nodes$/m.exec(README);
+    if (!kubectl) throw new Error("README.md shows no `KUBECONFIG=... kubectl get nodes` line");
+    const files = Object.values<any>(reference!.cluster.resource.local_sensitive_file ?? {});
+    expect(files).toHaveLength(1);
+    // The command runs in the project directory, as the README says.
+    expect(files[0].filename).toBe(resolve(project, kubectl[1]));
+    expect(files[0].file_permission).toBe("0600");
+    expect(files[0].content).toMatch(/^\$\{.*credentials-secrets.*\.kubeconfig\)\}$/);
+  });
+
   if (process.env.CONSUMER_TEST_NODE22) {
     test("the same on Node 22", () => {
       const node = process.env.CONSUMER_TEST_NODE22!;
@@ -173,10 +230,10 @@ describe("the packed package in a new consumer project (README steps, verbatim)"
 
   if (process.env.CONSUMER_TEST_CDKTN === "1") {
     // CDK Terrain: cdktn aliased as cdktf (the prebuilt providers peer on cdktf ^0.21, hence --legacy-peer-deps).
-    test("the README's cdktn steps: the same JSON as cdktf 0.21 but for cdktf's version stamp", () => {
+    test("docs/compatibility.md's cdktn steps: the same JSON as cdktf 0.21 but for cdktf's version stamp", () => {
       const dir = join(work, "cdktn");
       mkdirSync(dir);
-      const shell = step("cdktn");
+      const shell = step("cdktn", "docs/compatibility.md");
       const install = shell.replace(/^(npm install --legacy-peer-deps )cdktf-k3s-kilo /m, `$1${tarball} `);
       expect(install).not.toBe(shell);
       run("bash", ["-euo", "pipefail", "-c", install], dir, NPM_ENV, 600_000);

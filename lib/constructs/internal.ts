@@ -202,7 +202,7 @@ export function reportStackSecurity(stack: TerraformStack, node: NodeEntry): voi
       if (unpinned.length && !requireHostKeys(stack)) {
         Annotations.of(stack).addWarning(
           `cdktf-k3s-kilo: SSH host keys not pinned, so Terraform does not verify these hosts and whoever intercepts the connection receives the cluster's tokens: ${unpinned.join(", ")}. ` +
-          `Pin them with host.ssh.hostKey and host.ssh.bastion.hostKey (README, "Pinning host keys"); set the context "${REQUIRE_HOST_KEYS_CONTEXT}": true to refuse unpinned hosts.`);
+          `Pin them with host.ssh.hostKey and host.ssh.bastion.hostKey (docs/security.md, "Pinning host keys"); set the context "${REQUIRE_HOST_KEYS_CONTEXT}": true to refuse unpinned hosts.`);
       }
       const backend = stack.node.findAll().find((b) => b instanceof TerraformBackend);
       if (nodes.some((n) => n.server) && (!backend || backend instanceof LocalBackend)) {

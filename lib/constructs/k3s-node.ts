@@ -408,7 +408,7 @@ export abstract class K3sNode extends Construct {
       }
     }
     if (s && requireHostKeys(this)) {
-      if (s.hostKey === undefined) err("host.ssh.hostKey", `required: the context "${REQUIRE_HOST_KEYS_CONTEXT}" refuses hosts whose SSH key is not pinned (see README, "Pinning host keys")`);
+      if (s.hostKey === undefined) err("host.ssh.hostKey", `required: the context "${REQUIRE_HOST_KEYS_CONTEXT}" refuses hosts whose SSH key is not pinned (see docs/security.md, "Pinning host keys")`);
       if (s.bastion && s.bastion.hostKey === undefined) err("host.ssh.bastion.hostKey", `required: the context "${REQUIRE_HOST_KEYS_CONTEXT}" refuses bastions whose SSH key is not pinned`);
     }
     err("nodeName", v.checkNodeName(this.nodeName));
