@@ -183,6 +183,65 @@ describeReal("NodePorts and LoadBalancer ports on a host with ufw and kube-proxy
     expect(await probeFrom(stranger, node.address, PUBLIC_PORT)).toBe("public-reply");
   });
 
+  /** What the neighbour of the test above gets, with its routes to the cluster's ranges. */
+  async function neighbourProbe(): Promise<Record<string, string>> {
+    for (const net of ["10.4.0.0/16", "10.42.0.0/16", "10.43.0.0/16"]) await stranger.run(`ip route replace ${net} via ${node.address}`);
+    try {
+      return {
+        nodePortOnKilo0: await probeFrom(stranger, "10.4.0.1", NODE_PORT),
+        clusterIp: await probeFrom(stranger, "10.43.0.50", LB_PORT),
+        pod: await probeFrom(stranger, "10.42.0.5", 8080),
+      };
+    } finally {
+      for (const net of ["10.4.0.0/16", "10.42.0.0/16", "10.43.0.0/16"]) await stranger.exec(`ip route del ${net}`);
+    }
+  }
+  const NOTHING = { nodePortOnKilo0: "", clusterIp: "", pod: "" };
+
+  test("the guard survives `ufw reload` and a boot (tables empty, ufw-init start), with one jump; `ufw disable` takes it down with the rest of ufw", async () => {
+    await loadKubeProxyStandIn(serverConfig({}));
+    const jumps = async () => (await node.run("iptables -t raw -S PREROUTING")).split("\n").filter((l) => l === "-A PREROUTING -j cdktf-k3s-kilo-guard").length;
+    expect(await jumps()).toBe(1);
+    await node.run("ufw reload");
+    await node.run("ufw reload");
+    expect(await jumps()).toBe(1);
+    expect(await neighbourProbe()).toEqual(NOTHING);
+
+    // A boot: the kernel's tables are empty, ufw's init script loads its files (before.init included),
+    // kube-proxy writes its rules after.
+    await node.run("for t in filter nat raw; do iptables -t $t -F; iptables -t $t -X; done; iptables -P INPUT ACCEPT; iptables -P FORWARD ACCEPT; iptables -P OUTPUT ACCEPT");
+    expect(await jumps()).toBe(0);
+    await node.run("/lib/ufw/ufw-init start");
+    await loadKubeProxyStandIn(serverConfig({}));
+    expect(await jumps()).toBe(1);
+    expect(await neighbourProbe()).toEqual(NOTHING);
+
+    // `ufw disable` stops ufw's firewall, the guard with it; the next converge (or `ufw enable`) restores it.
+    await node.run("ufw disable");
+    expect(await jumps()).toBe(0);
+    await node.run("ufw --force enable");
+    expect(await jumps()).toBe(1);
+    expect(await neighbourProbe()).toEqual(NOTHING);
+    expect(probeFromMesh("10.43.0.50", LB_PORT)).toBe("pod-reply");
+  });
+
+  test("a packet from the public side that claims a pod address as its source is dropped by the guard before ufw sees it", async () => {
+    const counted = async () => {
+      const out = await node.run("iptables -t raw -L cdktf-k3s-kilo-guard -n -v -x");
+      const line = out.split("\n").find((l) => /DROP/.test(l) && /10\.42\.0\.0\/16\s+0\.0\.0\.0\/0/.test(l));
+      return Number(line!.trim().split(/\s+/)[0]);
+    };
+    const before = await counted();
+    await stranger.run("ip addr add 10.42.77.7/32 dev eth0");
+    try {
+      // To a port ufw opens to anyone: only the guard tells this source apart.
+      expect((await stranger.exec(`timeout 8 nc -w 2 -s 10.42.77.7 ${node.address} ${PUBLIC_PORT} </dev/null`)).stdout.trim()).toBe("");
+    } finally {
+      await stranger.exec("ip addr del 10.42.77.7/32 dev eth0");
+    }
+    expect(await counted()).toBeGreaterThan(before);
+  });
+
   test("opt-in open config (nodePortAddresses 0.0.0.0/0, ServiceLB on): the stranger gets through although ufw has no rule for it", async () => {
     const config = serverConfig({ nodePortAddresses: ["0.0.0.0/0"], serviceLoadBalancer: true });
     expect(nodePortAddressesOf(config)).toEqual(["0.0.0.0/0"]);

@@ -8,13 +8,26 @@
 #
 # argv[1]: path of the ufw script; argv[2]: the source list shared by the cluster's nodes (JSON).
 # stdin: the node's rules as JSON:
-#   {"sources": [[address, ...] or {"shared": [index, ...]}, ...], "rules": [[word, ...], ...]}
+#   {"sources": [[address, ...] or {"shared": [index, ...]}, ...], "rules": [[word, ...], ...],
+#    "guard": {"ranges": [cidr, ...], "interfaces": [name, ...]}}
 # where a rule's word may be an integer n: the rule is repeated once for every address of
 # sources[n], in order; {"shared": [...]} is the shared list without the entries at those indices.
 # Each rule carries the comment `cdktf-k3s-kilo:<16 hex>`, the sha256 of its words joined by
 # spaces (the per-rule path computes the same tag). Rules whose comment starts with our prefix and
 # whose tag is no longer wanted are deleted; every other rule is the operator's and is never
 # modified or deleted.
+#
+# The guard (converge_guard below): kube-proxy DNATs Services by destination address alone and
+# accepts the marked packets ahead of ufw's chains, so ufw cannot keep a neighbour that routes the
+# cluster's ranges to this host's public address away from NodePorts on kilo0's address,
+# ClusterIPs or pods. The guard drops, in the raw table (PREROUTING, before conntrack and kube-proxy's
+# DNAT), every packet addressed to or claiming to come from the guarded ranges (pod, service and
+# Kilo networks) unless it arrives on an interface that carries them (lo, kilo0, kube-bridge,
+# tunl0). It lives in files of our own next to ufw's (a chain in iptables-restore form per address
+# family, and an init script that loads it and adds one jump from PREROUTING), and ufw runs that
+# script through a marked block in /etc/ufw/before.init on every start, stop and reload, boot
+# included: iptables-restore alone cannot add a jump to a built-in chain without adding a copy on
+# every reload. The node's uninstall removes all of it.
 #
 # ufw layout this depends on (read in ufw 0.36.2's backend_iptables.py, tested with it): the
 # backend's `rules`/`rules6` lists, `_write_rules(v6)` and the iptables-restore files it writes
@@ -79,6 +92,230 @@ def wanted_rules(data, shared):
             out.append((words, TAG_PREFIX + hashlib.sha256(spec.encode()).hexdigest()[:16]))
     return out
 
+GUARD_CHAIN = "cdktf-k3s-kilo-guard"
+GUARD_INIT_NAME = "cdktf-k3s-kilo-guard.init"
+GUARD_RULES_NAME = {False: "cdktf-k3s-kilo-guard.rules", True: "cdktf-k3s-kilo-guard6.rules"}
+HOOK_BEGIN = "# BEGIN cdktf-k3s-kilo guard"
+HOOK_END = "# END cdktf-k3s-kilo guard"
+# ufw's own template of before.init (it does nothing); a before.init that is this, or absent, may be
+# made executable. Anything else that is not executable is the operator's, and stays as it is.
+STOCK_BEFORE_INIT = "/usr/share/ufw/before.init"
+
+# Run by ufw-init (through before.init) as `cdktf-k3s-kilo-guard.init start|stop|status|flush-all`.
+GUARD_INIT = r"""#!/bin/sh
+# cdktf-k3s-kilo guard: written by PeerFirewall's firewall step (ufw-converge.py), run by ufw from
+# before.init on every start, stop and reload. Loads the raw-table chain of
+# cdktf-k3s-kilo-guard.rules (IPv4) and cdktf-k3s-kilo-guard6.rules (IPv6) and jumps to it from
+# PREROUTING, before conntrack and kube-proxy's DNAT: packets addressed to or claiming to come from
+# the cluster's pod, service and mesh ranges are dropped unless they arrive on the interfaces that
+# carry them. Do not edit: the next deploy rewrites it; the node's uninstall removes it.
+set -eu
+PATH=/usr/local/sbin:/usr/sbin:/sbin:/usr/local/bin:/usr/bin:/bin
+export PATH
+CHAIN=cdktf-k3s-kilo-guard
+DIR=$(dirname "$0")
+
+# unload TOOL: remove every jump to the chain (at most 100: ours are one) and the chain itself.
+unload() {
+  n=0
+  while [ "$n" -lt 100 ] && "$1" -w 10 -t raw -D PREROUTING -j "$CHAIN" 2>/dev/null; do
+    n=$((n + 1))
+  done
+  if "$1" -w 10 -t raw -n -L "$CHAIN" >/dev/null 2>&1; then
+    "$1" -w 10 -t raw -F "$CHAIN"
+    "$1" -w 10 -t raw -X "$CHAIN"
+  fi
+}
+
+# load TOOL FILE: (re)fill the chain from FILE in one transaction (the restore flushes a chain it
+# declares), then add the jump unless it is there.
+load() {
+  if [ ! -s "$2" ]; then
+    unload "$1"
+    return 0
+  fi
+  "$1-restore" -w 10 -n <"$2"
+  "$1" -w 10 -t raw -C PREROUTING -j "$CHAIN" 2>/dev/null || "$1" -w 10 -t raw -I PREROUTING 1 -j "$CHAIN"
+}
+
+has_ip6tables() {
+  command -v ip6tables >/dev/null 2>&1 && ip6tables -w 10 -t raw -n -L PREROUTING >/dev/null 2>&1
+}
+
+case "${1:-}" in
+  start)
+    load iptables "$DIR/cdktf-k3s-kilo-guard.rules"
+    if has_ip6tables; then
+      load ip6tables "$DIR/cdktf-k3s-kilo-guard6.rules"
+    elif [ -s "$DIR/cdktf-k3s-kilo-guard6.rules" ]; then
+      echo "cdktf-k3s-kilo guard: ip6tables is unavailable, the IPv6 ranges are not guarded" >&2
+      exit 1
+    fi
+    ;;
+  stop|flush-all)
+    unload iptables
+    if has_ip6tables; then unload ip6tables; fi
+    ;;
+  *)
+    ;;
+esac
+"""
+
+
+def guard_hook(init_path):
+    return [HOOK_BEGIN + " (PeerFirewall: drops the cluster's ranges arriving off the mesh; removed by the node's uninstall)\n",
+            "if [ -x %s ]; then %s \"${1:-}\" || exit 1; fi\n" % (init_path, init_path),
+            HOOK_END + "\n"]
+
+
+def wanted_guard(data):
+    """The guard's chain lines per family (v6: bool -> [line, ...]), from the rule data; fails on a bad value."""
+    import ipaddress
+    guard = data.get("guard")
+    if not isinstance(guard, dict):
+        fail("the rule data has no guard: this converge program and the rule data come from different versions")
+    interfaces = guard.get("interfaces", [])
+    for name in interfaces:
+        if not isinstance(name, str) or not re.match(r"^[A-Za-z0-9_.-]{1,15}$", name):
+            fail("invalid interface name %s for the guard" % json.dumps(name))
+    lines = {False: [], True: []}
+    nets = {False: [], True: []}
+    for r in guard.get("ranges", []):
+        try:
+            net = ipaddress.ip_network(r, strict=True)
+        except (TypeError, ValueError):
+            fail("the guard's range %s (pod, service or Kilo network) is not a CIDR block such as 10.42.0.0/16; "
+                 "nothing was changed" % json.dumps(r))
+        if net.prefixlen == 0:
+            fail("the guard's range %s would drop every address arriving off the mesh; nothing was changed" % net)
+        v6 = net.version == 6
+        if str(net) not in nets[v6]:
+            nets[v6].append(str(net))
+    for v6 in (False, True):
+        if not nets[v6]:
+            continue
+        lines[v6] = ["-A %s -i %s -j RETURN" % (GUARD_CHAIN, i) for i in interfaces]
+        for n in nets[v6]:
+            lines[v6].append("-A %s -d %s -j DROP" % (GUARD_CHAIN, n))
+            lines[v6].append("-A %s -s %s -j DROP" % (GUARD_CHAIN, n))
+    return lines
+
+
+def write_if_changed(path, text, mode):
+    """Write `text` to `path` (atomically, with `mode`) unless it already holds it; True when written."""
+    try:
+        with open(path) as f:
+            same = f.read() == text
+        if same and (os.stat(path).st_mode & 0o7777) == mode:
+            return False
+    except FileNotFoundError:
+        pass
+    tmp = path + ".cdktf-k3s-kilo.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.fchmod(fd, mode)
+        os.write(fd, text.encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    return True
+
+
+def check_hook(ufw_dir):
+    """Fail, before anything changes, when before.init cannot carry the hook."""
+    path = os.path.join(ufw_dir, "before.init")
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        text = f.read()
+    if not text.startswith("#!"):
+        fail("%s does not start with a #! line, so the guard's hook cannot be added to it; nothing was changed. "
+             "Give it one (#!/bin/sh) and deploy again" % path)
+    if not os.access(path, os.X_OK) and strip_hook(text) != stock_before_init():
+        fail("%s is not executable and is not ufw's template, so ufw does not run it and PeerFirewall will not "
+             "start running your content; nothing was changed. Make it executable if it should run "
+             "(chmod 0750 %s), or restore ufw's template (cp %s %s), and deploy again" % (path, path, STOCK_BEFORE_INIT, path))
+
+
+def stock_before_init():
+    try:
+        with open(STOCK_BEFORE_INIT) as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def strip_hook(text):
+    out, inside = [], False
+    for line in text.splitlines(True):
+        if line.startswith(HOOK_BEGIN):
+            inside = True
+        elif inside and line.rstrip("\n") == HOOK_END:
+            inside = False
+        elif not inside:
+            out.append(line)
+    return "".join(out)
+
+
+def converge_guard(b, ufw_dir, lines):
+    """Make the guard's files, hook and (when ufw runs) chains what `lines` says; returns the changes."""
+    changes = 0
+    init_path = os.path.join(ufw_dir, GUARD_INIT_NAME)
+    for v6 in (False, True):
+        path = os.path.join(ufw_dir, GUARD_RULES_NAME[v6])
+        if lines[v6]:
+            text = ("# cdktf-k3s-kilo guard (PeerFirewall), loaded by %s; do not edit, the next deploy rewrites it\n"
+                    "*raw\n:%s - [0:0]\n%s\nCOMMIT\n" % (GUARD_INIT_NAME, GUARD_CHAIN, "\n".join(lines[v6])))
+            if write_if_changed(path, text, 0o640):
+                log("guard: wrote %s" % path)
+                changes += 1
+        elif os.path.exists(path):
+            os.remove(path)
+            log("guard: removed %s (no %s ranges)" % (path, "IPv6" if v6 else "IPv4"))
+            changes += 1
+    if write_if_changed(init_path, GUARD_INIT, 0o750):
+        log("guard: wrote %s" % init_path)
+        changes += 1
+
+    # The hook: right after the #! line of before.init, which ufw-init runs when it is executable.
+    hook_path = os.path.join(ufw_dir, "before.init")
+    if os.path.exists(hook_path):
+        with open(hook_path) as f:
+            text = f.read()
+        mode = os.stat(hook_path).st_mode & 0o7777
+    else:
+        text, mode = "#!/bin/sh\n", 0o640
+    rest = strip_hook(text)
+    first, _, tail = rest.partition("\n")
+    wanted = first + "\n" + "".join(guard_hook(init_path)) + tail
+    if write_if_changed(hook_path, wanted, mode | 0o700):
+        log("guard: hooked into %s" % hook_path)
+        changes += 1
+
+    # Running chains: loaded now when ufw runs (when it does not, enabling it runs the hook).
+    if b.is_enabled():
+        stale = False
+        for v6 in (False, True):
+            if v6 and not b.use_ipv6():
+                continue
+            exe = "ip6tables" if v6 else "iptables"
+            chain = subprocess.run([exe, "-w", "10", "-t", "raw", "-S", GUARD_CHAIN], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            running = chain.stdout.decode().splitlines() if chain.returncode == 0 else None
+            pre = subprocess.run([exe, "-w", "10", "-t", "raw", "-S", "PREROUTING"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            jumps = pre.stdout.decode().splitlines().count("-A PREROUTING -j %s" % GUARD_CHAIN)
+            if lines[v6]:
+                stale = stale or running != ["-N %s" % GUARD_CHAIN] + lines[v6] or jumps != 1
+            else:
+                stale = stale or running is not None or jumps != 0
+        if stale:
+            res = subprocess.run([init_path, "start"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            if res.returncode != 0:
+                fail("could not load the guard (%s start): %s" % (init_path, res.stdout.decode(errors="replace").strip()))
+            log("guard: loaded the raw-table chain %s" % GUARD_CHAIN)
+            changes += 1
+    return changes
+
 
 def main():
     ufw_path = sys.argv[1]
@@ -103,6 +340,7 @@ def main():
     data = json.load(sys.stdin)
     wanted = wanted_rules(data, json.loads(sys.argv[2]) if len(sys.argv) > 2 else [])
     wanted_tags = set(tag for _, tag in wanted)
+    guard = wanted_guard(data)
 
     lock = ufw.util.create_lock(lockfile="/run/ufw.lock")
     try:
@@ -121,6 +359,9 @@ def main():
         if not b.use_ipv6() and os.path.exists("/proc/net/if_inet6"):
             fail("IPV6=no in /etc/default/ufw: ufw leaves IPv6 traffic unfiltered on this host, so PeerFirewall "
                  "cannot protect it. Set IPV6=yes in /etc/default/ufw, run `ufw reload`, and deploy again")
+
+        ufw_dir = os.path.dirname(b.files["before_rules"])
+        check_hook(ufw_dir)
 
         parser = ufw.parser.UFWParser()
         for action in ("allow", "limit", "deny", "reject"):
@@ -287,8 +528,9 @@ def main():
                 res = subprocess.run([exe, "-n"], input=text, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
                 if res.returncode != 0:
                     fail("%s -n failed: %s" % (exe, res.stdout.decode(errors="replace").strip()))
-        # The last line is for the calling script: how many rules changed.
-        sys.stdout.write("%d\n" % (len(added) + len(deleted)))
+        guard_changes = converge_guard(b, ufw_dir, guard)
+        # The last line is for the calling script: how many rules (and guard parts) changed.
+        sys.stdout.write("%d\n" % (len(added) + len(deleted) + guard_changes))
     finally:
         ufw.util.release_lock(lock)
 

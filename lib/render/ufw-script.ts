@@ -238,7 +238,8 @@ export function renderRuleData(set: NodeRuleSet, shared: string[] = []): string 
     const except = skippedIndices(shared, l);
     return except !== undefined ? `{"shared":[${except.join(",")}]}` : `[${l.map(jsonWord).join(",")}]`;
   };
-  return `{"sources":[${sources.map(sourceText).join(",")}],"rules":[${entries.join(",")}]}`;
+  const guard = `{"ranges":[${set.guard.ranges.map(jsonWord).join(",")}],"interfaces":[${set.guard.interfaces.map(jsonWord).join(",")}]}`;
+  return `{"sources":[${sources.map(sourceText).join(",")}],"rules":[${entries.join(",")}],"guard":${guard}}`;
 }
 
 /**
