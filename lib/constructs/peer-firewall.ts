@@ -18,7 +18,7 @@ import { missingMembers, serversOf } from "./cluster-checks";
 import { reportAtSynth } from "./synth-output";
 import { K3sNode, NodeRole } from "./k3s-node";
 import { K3sServer } from "./k3s-server";
-import { KiloMesh } from "./kilo-mesh";
+import { KiloMesh, MeshGranularity } from "./kilo-mesh";
 
 export { FirewallRule, NodeFirewallRule, Protocol, RuleAction, TrafficDirection } from "../render/firewall-rules";
 
@@ -258,6 +258,12 @@ export class PeerFirewall extends Construct {
       const meshRefused = v.isToken(meshSubnet) || v.checkCidr(meshSubnet) !== undefined ||
         [mesh.server.clusterCidr, mesh.server.serviceCidr].some((net) => !v.isToken(net) && !v.checkCidr(net) && v.overlaps(net, meshSubnet));
       if (meshRefused) continue;
+      const encap = this.unencapsulatedLocations(mesh);
+      if (encap) {
+        errors.push(`${where}: KiloMesh ${mesh.node.path}'s extraArgs "${encap}" with MeshGranularity.LOCATION: kg then routes pod traffic between nodes of one location ` +
+          "unencapsulated over their private network, and this firewall drops the pod, service and mesh ranges on every interface but lo, kilo0, kube-bridge and tunl0 " +
+          "(the guard against neighbours that route those ranges to a node). Remove the flag: Kilo's default, --encapsulate=always, carries that traffic in tunl0");
+      }
       if (props.kiloSubnet === undefined) {
         if (meshSubnet !== c.kiloSubnet) {
           errors.push(`${where}: kiloSubnet: not set, so Kilo's default ${c.kiloSubnet}, but KiloMesh ${mesh.node.path}'s wireguardSubnet is ${meshSubnet}; ` +
@@ -268,6 +274,21 @@ export class PeerFirewall extends Construct {
       }
     }
     return errors;
+  }
+
+  /**
+   * A kg `--encapsulate` other than `always` (Kilo's default) on a location mesh, as written, or
+   * undefined. A value from a Terraform token counts as the worst it could be.
+   */
+  private unencapsulatedLocations(mesh: KiloMesh): string | undefined {
+    if (mesh.meshGranularity !== MeshGranularity.LOCATION) return undefined;
+    for (const arg of mesh._extraArgs) {
+      const shape = v.literalShape(arg);
+      if (!/^--?encapsulate(=|$)/.test(shape)) continue;
+      const value = shape.includes("=") ? shape.slice(shape.indexOf("=") + 1) : "";
+      if (value !== "always") return v.showShape(shape);
+    }
+    return undefined;
   }
 
   /**
