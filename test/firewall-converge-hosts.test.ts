@@ -5,7 +5,8 @@
  * and /run): one is converged by the batched script PeerFirewall deploys, the other by the per-rule
  * script (one `ufw` process per rule, the previous implementation). Both go through the same history —
  * fresh host, no change, peer added, peer removed, admin network changed, operator rules present (v4
- * and v6), a wrong default policy, after `ufw disable` — and after every step what ufw holds must be
+ * and v6), a wrong default policy, the operator's deny outgoing and reject incoming (kept), after
+ * `ufw disable` — and after every step what ufw holds must be
  * the same on both: `ufw show added`, /etc/ufw/user.rules and user6.rules, and the iptables and
  * ip6tables filter tables (counters dropped). Sizes: 6, 50 and 200 nodes' rule sets (19, 113 and 407
  * rules on the agent whose rules are applied); the 200-node per-rule fresh run (~60-90 s) is done once.
@@ -116,6 +117,15 @@ describeReal("batched converge = per-rule converge, on real ufw", () => {
         },
       },
       { name: "wrong default policy", before: "ufw default allow incoming >/dev/null", cluster: cluster(n), check: (s) => expect(s.batched).toContain('DEFAULT_INPUT_POLICY="DROP"') },
+      {
+        name: "operator's deny outgoing and reject incoming kept",
+        before: "ufw default deny outgoing >/dev/null && ufw default reject incoming >/dev/null",
+        cluster: cluster(n),
+        check: (s, out) => {
+          expect(s.batched).toContain('DEFAULT_INPUT_POLICY="REJECT"\nDEFAULT_OUTPUT_POLICY="DROP"');
+          expect(out.batched).toMatch(/firewall converged \(0 change\(s\)\)/);
+        },
+      },
       { name: "after ufw disable", before: "ufw disable >/dev/null", cluster: cluster(n), check: (s) => expect(s.batched).toMatch(/ENABLED=yes/) },
     ];
     for (const step of steps) {

@@ -282,4 +282,25 @@ describe("ufw converge script", () => {
       "nothing was changed. Make it executable if it should run (chmod 0750 /etc/ufw/before.init), or restore ufw's template");
     expect(s.custom).toBe("exit 1\n0\n0\n#!/bin/sh\necho operator\n\n");
   });
+
+  (canSandbox ? test : test.skip)("the operator's outgoing policy is left as set (with a warning when it is not allow); reject counts as closed; an open incoming or routed policy is closed", () => {
+    const set = nodeRuleSet(cluster(1), "server");
+    const policies = "grep -E '^DEFAULT_(INPUT|OUTPUT|FORWARD)_POLICY=' /etc/default/ufw";
+    for (const [path, script] of [["batched", renderBatchedFirewallScript(set)], ["per-rule", renderFirewallScript(set)]]) {
+      const r = sandbox([
+        "ufw default deny outgoing >/dev/null && ufw default reject incoming >/dev/null && ufw default allow routed >/dev/null",
+        "=== first", "sh ./fw.sh", policies,
+        "=== second", "sh ./fw.sh",
+      ].join("\n"), { "fw.sh": script });
+      expect({ path, code: r.code }).toEqual({ path, code: 0 });
+      const s = sections(r.stdout);
+      expect(s.first).toContain('DEFAULT_INPUT_POLICY="REJECT"\nDEFAULT_OUTPUT_POLICY="DROP"\nDEFAULT_FORWARD_POLICY="DROP"\n');
+      expect(s.first).toContain("default policy: deny routed");
+      expect(s.first).not.toMatch(/default policy: .*(incoming|outgoing)/);
+      expect(s.second).toMatch(/converged \(0 change\(s\)\)/);
+      // Once per run, on stderr (shown by Terraform), naming what the cluster needs out.
+      expect(r.stderr.match(/warning: ufw's default outgoing policy is deny/g)).toHaveLength(2);
+      expect(r.stderr).toContain("PeerFirewall leaves it as you set it and adds no outgoing rules");
+    }
+  });
 });

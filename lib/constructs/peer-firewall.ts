@@ -175,7 +175,7 @@ export class PeerFirewall extends Construct {
 
   /**
    * The ufw rules of one node, in the order they are applied (SSH first). Default policies
-   * are deny incoming, allow outgoing, deny routed on every node.
+   * are deny incoming and deny routed on every node (reject, when you set it, is kept); the outgoing policy stays as you set it.
    */
   public rulesFor(node: K3sNode): NodeFirewallRule[] {
     const set = this.sets.get(node);

@@ -180,14 +180,16 @@ export interface FirewallCluster {
   readonly rateLimitSsh?: boolean;
 }
 
-/** Default policies; the same on every node. */
+/**
+ * Default policies; the same on every node. Incoming and routed are made deny unless the operator
+ * closed them already (deny or reject); the outgoing policy is the operator's and is left as set.
+ */
 export interface FirewallDefaults {
   readonly incoming: "deny";
-  readonly outgoing: "allow";
   readonly routed: "deny";
 }
 
-export const FIREWALL_DEFAULTS: FirewallDefaults = { incoming: "deny", outgoing: "allow", routed: "deny" };
+export const FIREWALL_DEFAULTS: FirewallDefaults = { incoming: "deny", routed: "deny" };
 
 /**
  * The raw-table guard: packets addressed to, or claiming to come from, these ranges are dropped
@@ -420,7 +422,6 @@ export function clusterRuleSets(cluster: FirewallCluster): NodeRuleSet[] {
 export function ruleSetText(set: NodeRuleSet): string {
   return [
     `default ${set.defaults.incoming} incoming`,
-    `default ${set.defaults.outgoing} outgoing`,
     `default ${set.defaults.routed} routed`,
     ...set.rules.map((r) => ruleWords(r).join(" ")),
     ...set.guard.ranges.map((r) => `guard drop to or from ${r} unless in on ${set.guard.interfaces.join(" ")}`),
