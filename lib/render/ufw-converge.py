@@ -56,6 +56,94 @@ def fail(text):
     sys.exit(1)
 
 
+def warn(text):
+    sys.stderr.write("cdktf-k3s-kilo [%s]: warning: %s\n" % (HOST, text))
+
+
+def delete_command(text):
+    """The command that deletes a rule shown as `ufw [route] ACTION ...` (its comment left out)."""
+    text = re.sub(r" comment '[^']*'$", "", text)
+    if text.startswith("ufw route "):
+        return "ufw route delete " + text[len("ufw route "):]
+    return "ufw delete " + text[len("ufw "):]
+
+
+def port_ranges(text):
+    """ufw's port text ("22", "2379:2380", "80,443") as [(first, last), ...]; None for any port."""
+    if text in ("any", ""):
+        return None
+    out = []
+    for part in text.split(","):
+        first, _, last = part.partition(":")
+        out.append((int(first), int(last or first)))
+    return out
+
+
+def traffic(x, profiles):
+    """What a rule matches by protocol and destination port: [(protocol, ranges or None)], or None
+    when it cannot be told (an application profile that does not resolve)."""
+    if not x.dapp:
+        return [(x.protocol, port_ranges(x.dport))]
+    import ufw.applications
+    try:
+        out = []
+        for spec in ufw.applications.get_ports(profiles[x.dapp]):
+            ports, _, proto = spec.partition("/")
+            out.append((proto or "any", port_ranges(ports)))
+        return out
+    except Exception:
+        return None
+
+
+def inside(inner, outer):
+    """Every port of `inner` is in `outer` (None: every port)."""
+    if outer is None:
+        return True
+    if inner is None:
+        return False
+    return all(any(lo >= a and hi <= b for a, b in outer) for lo, hi in inner)
+
+
+def meet(p, q):
+    if p is None or q is None:
+        return True
+    return any(lo <= b and a <= hi for lo, hi in p for a, b in q)
+
+
+def network(text):
+    import ipaddress
+    return ipaddress.ip_network(text, strict=False)
+
+
+def covers(x, r, profiles):
+    """The operator's rule x matches all of the traffic of our rule r (same family)."""
+    if x.forward != r.forward or x.direction != r.direction or x.interface_out != "" or x.sport != "any":
+        return False
+    if x.interface_in not in ("", r.interface_in):
+        return False
+    if not (network(x.src).supernet_of(network(r.src)) and network(x.dst).supernet_of(network(r.dst))):
+        return False
+    alts = traffic(x, profiles)
+    return alts is not None and any((p == "any" or p == r.protocol) and inside(port_ranges(r.dport), rng) for p, rng in alts)
+
+
+def opens(x, r, profiles):
+    """The operator's rule x lets in from anywhere (or nearly) some traffic that our rule r keeps
+    to one source: x's source is wide where r's is narrow, on any interface, for an overlapping
+    protocol and port. Only our port rules on every interface count (SSH, the API, the kubelet,
+    etcd, WireGuard); the rules bound to Kilo's interfaces are about pods and peers, not ports."""
+    if r.interface_in != "" or r.dport == "any":
+        return False
+    if x.forward != r.forward or x.direction != r.direction or x.interface_in != "" or x.sport != "any":
+        return False
+    xs, rs = network(x.src), network(r.src)
+    wide = 8 if xs.version == 4 else 32
+    if xs.prefixlen >= wide or rs.prefixlen < wide:
+        return False
+    alts = traffic(x, profiles)
+    return alts is not None and any((p == "any" or r.protocol == "any" or p == r.protocol) and meet(port_ranges(r.dport), rng) for p, rng in alts)
+
+
 def ufw_version(path):
     try:
         with open(path) as f:
@@ -470,6 +558,45 @@ def main():
                     reload_both = True
             if new_here:
                 added.append(" ".join(words))
+        # The operator's broader rules, against ours as they now stand (those already there and
+        # those about to be appended): a deny or reject that covers one of our rules and comes
+        # before it blocks that traffic (ufw's first match wins); an allow from anywhere on a port
+        # we open only to some sources keeps the host open there.
+        try:
+            import ufw.applications
+            profiles = ufw.applications.get_profiles(b.files["apps"])
+        except Exception:
+            profiles = {}
+        words_by_tag = dict((tag, "ufw " + " ".join(words)) for words, tag in wanted)
+        blocking = {}
+        opening = {}
+        for v6 in (False, True):
+            denies = []
+            operator_allows = [x for x in lists[v6] if not ours(x) and x.action in ("allow", "limit")]
+            for x in lists[v6]:
+                if not ours(x):
+                    if x.action in ("deny", "reject"):
+                        denies.append(x)
+                    continue
+                tag = ufw.util.hex_decode(x.comment)
+                if tag not in words_by_tag or x.action not in ("allow", "limit"):
+                    continue
+                for d in denies:
+                    if covers(d, x, profiles):
+                        hit = blocking.setdefault(shown(d), [])
+                        if words_by_tag[tag] not in hit:
+                            hit.append(words_by_tag[tag])
+                        break
+                for a in operator_allows:
+                    if shown(a) not in opening and opens(a, x, profiles):
+                        opening[shown(a)] = (x, words_by_tag[tag])
+        for text, hit in blocking.items():
+            more = ", and %d more of the cluster's rules" % (len(hit) - 1) if len(hit) > 1 else ""
+            conflicts.append("%s (blocks: %s%s; remove it: %s)" % (text, hit[0], more, delete_command(text)))
+        for text, (x, mine) in opening.items():
+            what = "%s/%s" % (x.dport, x.protocol) if x.protocol != "any" else ("port %s" % x.dport if x.dport != "any" else "every port")
+            warn("the operator's own rule `%s` opens %s to anywhere, where PeerFirewall allows only certain sources (%s): this host stays "
+                 "open there. If PeerFirewall's rules should decide, remove it: %s" % (text, what, mine, delete_command(text)))
         if conflicts:
             fail("the operator's own ufw rule(s) deny traffic this cluster needs; PeerFirewall does not override "
                  "them and changed nothing: " + "; ".join(conflicts) +
