@@ -187,8 +187,12 @@ describeReal("PeerFirewall on real hosts", () => {
     ip("-n", meshNs, "route", "add", "10.42.0.0/24", "via", "10.4.0.1");
     // K3s turns forwarding on; here the server's namespace only.
     ip("netns", "exec", server.netns, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1");
-    // The stranger routes pod replies back through the server (Kilo would masquerade instead).
-    ip("-n", stranger.netns, "route", "add", "10.42.0.0/24", "via", server.address);
+    // Pods reach the Internet masqueraded, as Kilo's KILO-NAT does (squat/kilo pkg/mesh/routes.go:
+    // it masquerades the pod subnet's packets to anything outside the cluster's ranges), so replies
+    // come back to the server's own address. The guard drops replies addressed to a pod that arrive
+    // on the public interface: the stranger must not route them there.
+    ip("netns", "exec", server.netns, "iptables", "-t", "nat", "-A", "POSTROUTING", "-s", "10.42.0.0/24", "-o", "eth0",
+      "-m", "comment", "--comment", "stand-in for Kilo: NAT remaining packets", "-j", "MASQUERADE");
     ip("-n", stranger.netns, "addr", "add", "10.42.7.7/32", "dev", "eth0");
     pod = netnsHost("pod", podNs, "10.42.0.5");
     mesh = netnsHost("mesh", meshNs, "10.4.0.2");
