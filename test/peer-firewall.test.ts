@@ -85,6 +85,16 @@ describe("PeerFirewall", () => {
     expect(triggersOf(out, "server").text).not.toBe(triggersOf(out, "agent-0").text);
   });
 
+  test("convergeOnEveryApply: each firewall step's trigger also holds timestamp(), so every apply re-runs it; the installs' triggers do not change", () => {
+    const plain = cluster(2).out;
+    const every = cluster(2, { convergeOnEveryApply: true }).out;
+    for (const name of ["server", "agent-0", "agent-1"]) {
+      expect(triggersOf(plain, name).run).toBeUndefined();
+      expect(triggersOf(every, name)).toEqual({ text: triggersOf(plain, name).text, run: "${timestamp()}" });
+      expect(installOf(every, name).triggers_replace).toEqual(installOf(plain, name).triggers_replace);
+    }
+  });
+
   test("each node's K3s install waits for that node's firewall", () => {
     const { out } = cluster(2);
     for (const name of ["server", "agent-0", "agent-1"]) {

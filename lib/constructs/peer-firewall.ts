@@ -3,7 +3,7 @@
  * lets in its peers on the ports their roles need, the admin networks on SSH (and the API on
  * servers), and nothing else. The rules are data (rulesFor) before they are shell.
  */
-import { Annotations, Aspects, ITerraformDependable, TerraformLocal, TerraformStack } from "cdktf";
+import { Annotations, Aspects, Fn, ITerraformDependable, TerraformLocal, TerraformStack } from "cdktf";
 import { Construct } from "constructs";
 import { createTimeConnection } from "../host/connection";
 import * as ipaddr from "ipaddr.js";
@@ -85,6 +85,19 @@ export interface PeerFirewallProps {
    * @default false
    */
   readonly rateLimitSsh?: boolean;
+  /**
+   * Re-run every node's firewall step on every apply, so that `cdktf deploy` repairs drift: ufw
+   * disabled by hand, a rule of this construct deleted, the guard unloaded. The step's trigger then
+   * holds Terraform's `timestamp()` besides the digest of the node's rules. Each run prints
+   * `firewall converged (N change(s))`, with a line per repair, so N > 0 shows the drift it found.
+   * Costs: every plan lists every firewall step as replaced (no SSH during the plan), and every
+   * apply opens one SSH session per node and runs the converge there (the README's "Drift" section
+   * gives the time measured). Without it a firewall step runs only when its node's rules change;
+   * to repair one node on demand, replace its step (`terraform apply -replace=<its address>` in
+   * the stack's directory under cdktf.out).
+   * @default false
+   */
+  readonly convergeOnEveryApply?: boolean;
 }
 
 /**
@@ -161,7 +174,11 @@ export class PeerFirewall extends Construct {
       const step = new TerraformData(this, stepId(n), {
         // A digest of this node's rules and nothing else: no keys, no addresses in clear, and no
         // K3s settings, so only a change to this node's rules re-runs it.
-        triggersReplace: fingerprint(ruleSetText(set)),
+        // With convergeOnEveryApply, also a value that changes on every apply (timestamp() is
+        // only known then), so the step is replaced, and re-run, on each one.
+        triggersReplace: props.convergeOnEveryApply === true
+          ? { ...fingerprint(ruleSetText(set)), run: Fn.timestamp() }
+          : fingerprint(ruleSetText(set)),
       });
       step.connection = createTimeConnection(n.host);
       step.provisioners = [{ type: "remote-exec", inline: [program!.asString, terraformLiteral(renderConvergeCall(set, shared))] }];
