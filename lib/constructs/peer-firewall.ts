@@ -91,7 +91,7 @@ export interface PeerFirewallProps {
    * holds Terraform's `timestamp()` besides the digest of the node's rules. Each run prints
    * `firewall converged (N change(s))`, with a line per repair, so N > 0 shows the drift it found.
    * Costs: every plan lists every firewall step as replaced (no SSH during the plan), and every
-   * apply opens one SSH session per node and runs the converge there (the README's "Drift" section
+   * apply opens one SSH session per node and runs the converge there (docs/firewall.md, "Drift",
    * gives the time measured). Without it a firewall step runs only when its node's rules change;
    * to repair one node on demand, replace its step (`terraform apply -replace=<its address>` in
    * the stack's directory under cdktf.out).
