@@ -240,7 +240,7 @@ describeReal("batched converge = per-rule converge, on real ufw", () => {
 
     test("a broad allow (22/tcp or OpenSSH from anywhere, 10250 from anywhere) is warned about by name; an unrelated public port and a narrow deny are not", async () => {
       const h = lab.host("broad4");
-      await h.run("ufw allow 22/tcp >/dev/null && ufw allow OpenSSH >/dev/null && ufw allow 10250 >/dev/null && ufw allow 80/tcp >/dev/null && ufw deny from 192.0.2.99 >/dev/null");
+      await h.run("ufw allow 22/tcp >/dev/null && ufw allow OpenSSH >/dev/null && ufw allow in on eth0 to any port 10250 >/dev/null && ufw allow 80/tcp >/dev/null && ufw deny from 192.0.2.99 >/dev/null");
       const r = await converge(h, script("batched", c()));
       expect(r.code).toBe(0);
       const warnings = r.stderr.split("\n").filter((l) => l.includes("warning: the operator's own rule"));
@@ -248,7 +248,7 @@ describeReal("batched converge = per-rule converge, on real ufw", () => {
       expect(r.stderr).toContain("warning: the operator's own rule `ufw allow 22/tcp` opens 22/tcp to anywhere, where PeerFirewall allows only certain sources " +
         "(ufw allow proto tcp from 192.0.2.7/32 to any port 22): this host stays open there. If PeerFirewall's rules should decide, remove it: ufw delete allow 22/tcp");
       expect(r.stderr).toContain("warning: the operator's own rule `ufw allow OpenSSH` opens 22/tcp to anywhere");
-      expect(r.stderr).toContain("warning: the operator's own rule `ufw allow 10250` opens 10250/tcp to anywhere");
+      expect(r.stderr).toContain("warning: the operator's own rule `ufw allow in on eth0 to any port 10250` opens 10250/tcp to anywhere");
       expect(r.stderr).not.toContain("80/tcp");
       expect(r.stderr).not.toContain("192.0.2.99");
       // Once per rule, not once per address family; and again on every run (it is still open).

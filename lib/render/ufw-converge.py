@@ -129,12 +129,12 @@ def covers(x, r, profiles):
 
 def opens(x, r, profiles):
     """The operator's rule x lets in from anywhere (or nearly) some traffic that our rule r keeps
-    to one source: x's source is wide where r's is narrow, on any interface, for an overlapping
-    protocol and port. Only our port rules on every interface count (SSH, the API, the kubelet,
+    to one source: x's source is wide where r's is narrow, for an overlapping protocol and port
+    (on every interface or one: either way that port is open to more than our sources). Only our port rules on every interface count (SSH, the API, the kubelet,
     etcd, WireGuard); the rules bound to Kilo's interfaces are about pods and peers, not ports."""
     if r.interface_in != "" or r.dport == "any":
         return False
-    if x.forward != r.forward or x.direction != r.direction or x.interface_in != "" or x.sport != "any":
+    if x.forward != r.forward or x.direction != r.direction or x.sport != "any":
         return False
     xs, rs = network(x.src), network(r.src)
     wide = 8 if xs.version == 4 else 32
