@@ -5,7 +5,8 @@
  * and /run): one is converged by the batched script PeerFirewall deploys, the other by the per-rule
  * script (one `ufw` process per rule, the previous implementation). Both go through the same history —
  * fresh host, no change, peer added, peer removed, admin network changed, operator rules present (v4
- * and v6), a wrong default policy, after `ufw disable` — and after every step what ufw holds must be
+ * and v6), a wrong default policy, the operator's deny outgoing and reject incoming (kept), after
+ * `ufw disable` — and after every step what ufw holds must be
  * the same on both: `ufw show added`, /etc/ufw/user.rules and user6.rules, and the iptables and
  * ip6tables filter tables (counters dropped). Sizes: 6, 50 and 200 nodes' rule sets (19, 113 and 407
  * rules on the agent whose rules are applied); the 200-node per-rule fresh run (~60-90 s) is done once.
@@ -84,6 +85,7 @@ describeReal("batched converge = per-rule converge, on real ufw", () => {
         { name: "op-b", address: "203.0.113.30" },
         { name: "op-p", address: "203.0.113.31" },
         { name: "v6off", address: "203.0.113.32" },
+        ...Array.from({ length: 6 }, (_, i) => ({ name: `broad${i}`, address: `203.0.113.${40 + i}` })),
       ],
     });
   });
@@ -116,6 +118,15 @@ describeReal("batched converge = per-rule converge, on real ufw", () => {
         },
       },
       { name: "wrong default policy", before: "ufw default allow incoming >/dev/null", cluster: cluster(n), check: (s) => expect(s.batched).toContain('DEFAULT_INPUT_POLICY="DROP"') },
+      {
+        name: "operator's deny outgoing and reject incoming kept",
+        before: "ufw default deny outgoing >/dev/null && ufw default reject incoming >/dev/null",
+        cluster: cluster(n),
+        check: (s, out) => {
+          expect(s.batched).toContain('DEFAULT_INPUT_POLICY="REJECT"\nDEFAULT_OUTPUT_POLICY="DROP"');
+          expect(out.batched).toMatch(/firewall converged \(0 change\(s\)\)/);
+        },
+      },
       { name: "after ufw disable", before: "ufw disable >/dev/null", cluster: cluster(n), check: (s) => expect(s.batched).toMatch(/ENABLED=yes/) },
     ];
     for (const step of steps) {
@@ -190,5 +201,58 @@ describeReal("batched converge = per-rule converge, on real ufw", () => {
     expect(await h.run("ufw show added")).toContain("(None)");
     await h.run("sed -i 's/^IPV6=.*/IPV6=yes/' /etc/default/ufw");
     expect((await converge(h, script("batched", cluster(6)))).code).toBe(0);
+  });
+
+  describe("the operator's broader rules", () => {
+    // cluster(6): agent-0 (198.51.100.1) has the peers 203.0.113.250 (the server) and 198.51.100.2-5; admin 192.0.2.7/32.
+    const c = () => ({ ...cluster(6), rateLimitSsh: false });
+    const ufwState = "ufw show added; cat /etc/ufw/user.rules /etc/ufw/user6.rules; iptables-save -t filter | grep -v '^#' | sed 's/ \\[[0-9]*:[0-9]*\\]$//'";
+
+    test.each([
+      ["a deny of the peers' network", "ufw deny from 198.51.100.0/24", "ufw deny from 198.51.100.0/24", "ufw allow proto udp from 198.51.100.2 to any port 51820", "ufw delete deny from 198.51.100.0/24"],
+      ["a deny of the kubelet port from anywhere", "ufw deny 10250/tcp", "ufw deny 10250/tcp", "ufw allow proto tcp from 203.0.113.250 to any port 10250", "ufw delete deny 10250/tcp"],
+      ["a reject of the private ranges", "ufw reject from 10.0.0.0/8", "ufw reject from 10.0.0.0/8", "ufw allow in on kilo0 from 10.42.0.0/16", "ufw delete reject from 10.0.0.0/8"],
+    ])("%s ahead of the cluster's rules fails the step naming the rule and the fix, and changes nothing", async (_name, add, shown, blocked, fix) => {
+      const h = lab.host(`broad${_name.includes("peers") ? 0 : _name.includes("kubelet") ? 1 : 2}`);
+      await h.run(`${add} >/dev/null`);
+      const before = await h.run(ufwState);
+      const r = await converge(h, script("batched", c()));
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain("error: the operator's own ufw rule(s) deny traffic this cluster needs; PeerFirewall does not override them and changed nothing: ");
+      expect(r.stderr).toContain(`${shown} (blocks: ${blocked}`);
+      expect(r.stderr).toContain(`remove it: ${fix}`);
+      expect(await h.run(ufwState)).toBe(before);
+    });
+
+    test("a deny that comes after the cluster's rules blocks nothing of theirs and passes; a later rule of ours behind it fails", async () => {
+      const h = lab.host("broad3");
+      expect((await converge(h, script("batched", c()))).code).toBe(0);
+      // Appended after our allows: the peers still get in first, everyone else hits it.
+      await h.run("ufw deny 10250/tcp >/dev/null");
+      const again = await converge(h, script("batched", c()));
+      expect(again.code).toBe(0);
+      expect(again.stdout).toMatch(/firewall converged \(0 change\(s\)\)/);
+      // A new peer's kubelet rule would be appended behind the deny.
+      const grown = await converge(h, script("batched", { ...cluster(7), rateLimitSsh: false }));
+      expect(grown.code).toBe(1);
+      expect(grown.stderr).toContain("ufw deny 10250/tcp (blocks: ufw allow proto tcp from 198.51.100.6 to any port 10250");
+    });
+
+    test("a broad allow (22/tcp or OpenSSH from anywhere, 10250 from anywhere) is warned about by name; an unrelated public port and a narrow deny are not", async () => {
+      const h = lab.host("broad4");
+      await h.run("ufw allow 22/tcp >/dev/null && ufw allow OpenSSH >/dev/null && ufw allow in on eth0 to any port 10250 >/dev/null && ufw allow 80/tcp >/dev/null && ufw deny from 192.0.2.99 >/dev/null");
+      const r = await converge(h, script("batched", c()));
+      expect(r.code).toBe(0);
+      const warnings = r.stderr.split("\n").filter((l) => l.includes("warning: the operator's own rule"));
+      expect(warnings).toHaveLength(3);
+      expect(r.stderr).toContain("warning: the operator's own rule `ufw allow 22/tcp` opens 22/tcp to anywhere, where PeerFirewall allows only certain sources " +
+        "(ufw allow proto tcp from 192.0.2.7/32 to any port 22): this host stays open there. If PeerFirewall's rules should decide, remove it: ufw delete allow 22/tcp");
+      expect(r.stderr).toContain("warning: the operator's own rule `ufw allow OpenSSH` opens 22/tcp to anywhere");
+      expect(r.stderr).toContain("warning: the operator's own rule `ufw allow in on eth0 to any port 10250` opens 10250/tcp to anywhere");
+      expect(r.stderr).not.toContain("80/tcp");
+      expect(r.stderr).not.toContain("192.0.2.99");
+      // Once per rule, not once per address family; and again on every run (it is still open).
+      expect((await converge(h, script("batched", c()))).stderr.split("\n").filter((l) => l.includes("warning: the operator's own rule"))).toHaveLength(3);
+    });
   });
 });

@@ -18,7 +18,7 @@ import { spawn, spawnSync, ChildProcess } from "child_process";
 import { randomBytes } from "crypto";
 import { join } from "path";
 import { App, TerraformStack } from "cdktf";
-import { K3sAgent, K3sServer, PeerFirewall } from "../lib";
+import { K3sAgent, K3sServer, PeerFirewall, PeerFirewallProps } from "../lib";
 import { createLab, Lab, LabHost } from "./harness/lab";
 import { labHost, localHost, netnsHost, ProbeCase, ProbeHost, runMatrix, sshBanner, surprises } from "./harness/probe";
 import { synthesizeIn, terraformBinary, TerraformCli } from "./harness/terraform-cli";
@@ -50,13 +50,13 @@ let pod: ProbeHost, mesh: ProbeHost;
  * The stack as a user writes it, with `agents` as the cluster's agents, synthesized into the same
  * directory each time (the state goes to the lab's directory). Returns its firewall steps by node.
  */
-function firewallStack(agents: LabHost[]): Record<string, string> {
+function firewallStack(agents: LabHost[], fw: Partial<PeerFirewallProps> = {}): Record<string, string> {
   const app = new App({ outdir: join(lab.dir, "cdktf.out") });
   const stack = new TerraformStack(app, "cluster");
   const ssh = (h: LabHost) => ({ user: h.sshUser, privateKeyPath: lab.privateKeyPath, hostKey: h.hostKey, timeout: "1m" });
   const k3sServer = new K3sServer(stack, "server", { host: { address: server.address, ssh: ssh(server) }, kubeconfigPath: join(lab.dir, "kubeconfig") });
   const k3sAgents = agents.map((a) => new K3sAgent(stack, a.name, { server: k3sServer, host: { address: a.address, ssh: ssh(a) } }));
-  new PeerFirewall(stack, "firewall", { nodes: [k3sServer, ...k3sAgents], adminCidrs: [`${lab.adminAddress}/32`], rateLimitSsh: true });
+  new PeerFirewall(stack, "firewall", { nodes: [k3sServer, ...k3sAgents], adminCidrs: [`${lab.adminAddress}/32`], rateLimitSsh: true, ...fw });
   synthesizeIn(lab.dir, () => app.synth());
   const steps: Record<string, string> = {};
   for (const a of stackAddresses(stackDir())) {
@@ -187,8 +187,12 @@ describeReal("PeerFirewall on real hosts", () => {
     ip("-n", meshNs, "route", "add", "10.42.0.0/24", "via", "10.4.0.1");
     // K3s turns forwarding on; here the server's namespace only.
     ip("netns", "exec", server.netns, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1");
-    // The stranger routes pod replies back through the server (Kilo would masquerade instead).
-    ip("-n", stranger.netns, "route", "add", "10.42.0.0/24", "via", server.address);
+    // Pods reach the Internet masqueraded, as Kilo's KILO-NAT does (squat/kilo pkg/mesh/routes.go:
+    // it masquerades the pod subnet's packets to anything outside the cluster's ranges), so replies
+    // come back to the server's own address. The guard drops replies addressed to a pod that arrive
+    // on the public interface: the stranger must not route them there.
+    ip("netns", "exec", server.netns, "iptables", "-t", "nat", "-A", "POSTROUTING", "-s", "10.42.0.0/24", "-o", "eth0",
+      "-m", "comment", "--comment", "stand-in for Kilo: NAT remaining packets", "-j", "MASQUERADE");
     ip("-n", stranger.netns, "addr", "add", "10.42.7.7/32", "dev", "eth0");
     pod = netnsHost("pod", podNs, "10.42.0.5");
     mesh = netnsHost("mesh", meshNs, "10.4.0.2");
@@ -317,5 +321,40 @@ describeReal("PeerFirewall on real hosts", () => {
     for (let i = 0; i < 8; i++) answered.push(await sshBanner(admin, agent1.address));
     // ufw's limit: five new connections within 30 seconds pass, the sixth and later are refused.
     expect(answered).toEqual([true, true, true, true, true, false, false, false]);
+  });
+
+  test("drift: by default a deploy leaves `ufw disable` and a deleted rule alone; with convergeOnEveryApply every apply repairs them, one SSH session per node", async () => {
+    await quietSsh();
+    const steps = firewallStack([agent1]);
+    // Drift by hand: ufw off on agent-1, one of this construct's rules deleted on the server.
+    await agent1.run("ufw disable");
+    const kubelet = (await server.run("ufw show added")).split("\n").find((l) => / 203\.0\.113\.11 to any port 10250 /.test(l))!;
+    await server.run(kubelet.replace(/^ufw /, "ufw delete ").replace(/ comment '[^']*'$/, ""));
+    expect(await server.run("ufw show added")).not.toContain("203.0.113.11 to any port 10250");
+    // The default: the rules did not change, so Terraform has nothing to do and the drift stays.
+    expect((await tf.plan({ detailedExitcode: true, targets: Object.values(steps) })).code).toBe(0);
+    expect(await agent1.run("ufw status")).toMatch(/^Status: inactive$/m);
+
+    const every = firewallStack([agent1], { convergeOnEveryApply: true });
+    let t0 = Date.now();
+    const repair = await applyFirewalls(every);
+    const withDrift = (Date.now() - t0) / 1000;
+    expect(repair.plan).toEqual(Object.fromEntries(Object.values(every).map((a) => [a, "replace"])));
+    expect(repair.provisioned.sort()).toEqual(Object.values(every).sort());
+    expect(firewallLogs("agent-1", [repair])).toMatch(/ufw enabled/);
+    expect(firewallLogs("server", [repair])).toMatch(/added: ufw allow proto tcp from 203\.0\.113\.11 to any port 10250/);
+    expect(await agent1.run("ufw status")).toMatch(/^Status: active$/m);
+    expect(await agent1.run("iptables -t raw -S PREROUTING")).toContain("-A PREROUTING -j cdktf-k3s-kilo-guard");
+    expect(await server.run("ufw show added")).toContain("203.0.113.11 to any port 10250");
+
+    // Without drift every apply still re-runs every step (and changes nothing): the cost.
+    await quietSsh();
+    t0 = Date.now();
+    const quiet = await applyFirewalls(every);
+    const withoutDrift = (Date.now() - t0) / 1000;
+    expect(quiet.provisioned.sort()).toEqual(Object.values(every).sort());
+    for (const node of Object.keys(every)) expect(firewallLogs(node, [quiet])).toMatch(/firewall converged \(0 change\(s\)\)/);
+    console.log(`convergeOnEveryApply, ${Object.keys(every).length} nodes: ${Object.keys(every).length} SSH sessions per apply; ` +
+      `apply with drift ${withDrift.toFixed(1)} s, without ${withoutDrift.toFixed(1)} s (terraform apply -target of the firewall steps, wall time)`);
   });
 });

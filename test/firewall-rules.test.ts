@@ -48,7 +48,7 @@ const KILO_RULES = [
 describe("peer firewall rule sets", () => {
   test("a single server: SSH and the API from the admin network, the Kilo interfaces, nothing else", () => {
     const set = nodeRuleSet({ nodes: [node("server", "203.0.113.10", "server")], adminCidrs: [ADMIN] }, "server");
-    expect(set.defaults).toEqual({ incoming: "deny", outgoing: "allow", routed: "deny" });
+    expect(set.defaults).toEqual({ incoming: "deny", routed: "deny" });
     expect(summary(set.rules)).toEqual([
       `ssh tcp 22 from ${ADMIN}`,
       `kube-apiserver tcp 6443 from ${ADMIN}`,

@@ -38,6 +38,9 @@ let lab: Lab;
 let node: LabHost;
 let stranger: LabHost;
 let listener: ChildProcess | undefined;
+let publicListener: ChildProcess | undefined;
+/** A port PeerFirewall opens to anywhere on the node (an extra rule): ufw's public allowances must keep working. */
+const PUBLIC_PORT = 8443;
 const madeNetns: string[] = [];
 
 function ip(...args: string[]): void {
@@ -95,7 +98,11 @@ describeReal("NodePorts and LoadBalancer ports on a host with ufw and kube-proxy
     node = lab.host("node");
     stranger = lab.host("stranger");
     // The real firewall PeerFirewall deploys for this node (the batched converge; admin network: the test machine).
-    const set = nodeRuleSet({ nodes: [{ name: "node", role: "server", address: node.address }], adminCidrs: [`${lab.adminAddress}/32`] }, "node");
+    const set = nodeRuleSet({
+      nodes: [{ name: "node", role: "server", address: node.address }],
+      adminCidrs: [`${lab.adminAddress}/32`],
+      extraRules: [{ port: PUBLIC_PORT, description: "a public service" }],
+    }, "node");
     await node.run("sh -s", { input: renderBatchedFirewallScript(set), timeoutMs: 120000 });
     // A pod behind kube-bridge, and a mesh peer behind kilo0.
     madeNetns.push(podNs, meshNs);
@@ -114,9 +121,13 @@ describeReal("NodePorts and LoadBalancer ports on a host with ufw and kube-proxy
     ip("-n", meshNs, "addr", "add", "10.4.0.2/16", "dev", "wg");
     ip("-n", meshNs, "link", "set", "wg", "up");
     ip("-n", meshNs, "link", "set", "lo", "up");
+    // The mesh peer reaches this node's pods and Services through kilo0, as Kilo routes them.
+    ip("-n", meshNs, "route", "add", "10.42.0.0/16", "via", "10.4.0.1");
+    ip("-n", meshNs, "route", "add", "10.43.0.0/16", "via", "10.4.0.1");
     // kube-proxy and K3s need forwarding on; so does a real node.
     ip("netns", "exec", node.netns, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1");
     listener = spawn("ip", ["netns", "exec", podNs, "socat", "TCP-LISTEN:8080,fork,reuseaddr", "SYSTEM:echo pod-reply"], { stdio: "ignore" });
+    publicListener = spawn("ip", ["netns", "exec", node.netns, "socat", `TCP-LISTEN:${PUBLIC_PORT},fork,reuseaddr`, "SYSTEM:echo public-reply"], { stdio: "ignore" });
     // The pod answers from the node itself (nothing in between but routing).
     for (let i = 0; i < 50 && !(await node.exec("timeout 5 nc -w 2 10.42.0.5 8080 </dev/null")).stdout.includes("pod-reply"); i++) {
       await new Promise((r) => setTimeout(r, 100));
@@ -125,6 +136,7 @@ describeReal("NodePorts and LoadBalancer ports on a host with ufw and kube-proxy
 
   afterAll(async () => {
     try { listener?.kill("SIGKILL"); } catch { /* gone */ }
+    try { publicListener?.kill("SIGKILL"); } catch { /* gone */ }
     for (const ns of madeNetns) spawnSync("ip", ["netns", "del", ns], { timeout: 15000 });
     await lab?.cleanup();
   });
@@ -144,6 +156,90 @@ describeReal("NodePorts and LoadBalancer ports on a host with ufw and kube-proxy
     expect(await probeFrom(stranger, node.address, NODE_PORT)).toBe("");
     expect(await probeFrom(stranger, node.address, LB_PORT)).toBe("");
     expect(probeFromMesh("10.4.0.1", NODE_PORT)).toBe("pod-reply");
+  });
+
+  test("a neighbour that routes the pod, service and mesh ranges to the node gets nothing; the mesh, the pods and ufw's public rules still work", async () => {
+    const config = serverConfig({});
+    await loadKubeProxyStandIn(config);
+    // A machine on the node's segment (same bridge) sends the cluster's ranges to the node's public address.
+    for (const net of ["10.4.0.0/16", "10.42.0.0/16", "10.43.0.0/16"]) await stranger.run(`ip route replace ${net} via ${node.address}`);
+    try {
+      const got = {
+        nodePortOnKilo0: await probeFrom(stranger, "10.4.0.1", NODE_PORT),
+        clusterIp: await probeFrom(stranger, "10.43.0.50", LB_PORT),
+        pod: await probeFrom(stranger, "10.42.0.5", 8080),
+      };
+      expect(got).toEqual({ nodePortOnKilo0: "", clusterIp: "", pod: "" });
+    } finally {
+      for (const net of ["10.4.0.0/16", "10.42.0.0/16", "10.43.0.0/16"]) await stranger.exec(`ip route del ${net}`);
+    }
+    // The legitimate paths: a mesh peer on kilo0 (NodePort, ClusterIP, pod), the pod itself through
+    // its Service (kube-bridge), and a port ufw opens on the public address.
+    expect(probeFromMesh("10.4.0.1", NODE_PORT)).toBe("pod-reply");
+    expect(probeFromMesh("10.43.0.50", LB_PORT)).toBe("pod-reply");
+    expect(probeFromMesh("10.42.0.5", 8080)).toBe("pod-reply");
+    const fromPod = spawnSync("ip", ["netns", "exec", podNs, "timeout", "8", "nc", "-w", "3", "10.43.0.50", String(LB_PORT)], { encoding: "utf8", input: "", timeout: 15000 });
+    expect((fromPod.stdout ?? "").trim()).toBe("pod-reply");
+    expect(await probeFrom(stranger, node.address, PUBLIC_PORT)).toBe("public-reply");
+  });
+
+  /** What the neighbour of the test above gets, with its routes to the cluster's ranges. */
+  async function neighbourProbe(): Promise<Record<string, string>> {
+    for (const net of ["10.4.0.0/16", "10.42.0.0/16", "10.43.0.0/16"]) await stranger.run(`ip route replace ${net} via ${node.address}`);
+    try {
+      return {
+        nodePortOnKilo0: await probeFrom(stranger, "10.4.0.1", NODE_PORT),
+        clusterIp: await probeFrom(stranger, "10.43.0.50", LB_PORT),
+        pod: await probeFrom(stranger, "10.42.0.5", 8080),
+      };
+    } finally {
+      for (const net of ["10.4.0.0/16", "10.42.0.0/16", "10.43.0.0/16"]) await stranger.exec(`ip route del ${net}`);
+    }
+  }
+  const NOTHING = { nodePortOnKilo0: "", clusterIp: "", pod: "" };
+
+  test("the guard survives `ufw reload` and a boot (tables empty, ufw-init start), with one jump; `ufw disable` takes it down with the rest of ufw", async () => {
+    await loadKubeProxyStandIn(serverConfig({}));
+    const jumps = async () => (await node.run("iptables -t raw -S PREROUTING")).split("\n").filter((l) => l === "-A PREROUTING -j cdktf-k3s-kilo-guard").length;
+    expect(await jumps()).toBe(1);
+    await node.run("ufw reload");
+    await node.run("ufw reload");
+    expect(await jumps()).toBe(1);
+    expect(await neighbourProbe()).toEqual(NOTHING);
+
+    // A boot: the kernel's tables are empty, ufw's init script loads its files (before.init included),
+    // kube-proxy writes its rules after.
+    await node.run("for t in filter nat raw; do iptables -t $t -F; iptables -t $t -X; done; iptables -P INPUT ACCEPT; iptables -P FORWARD ACCEPT; iptables -P OUTPUT ACCEPT");
+    expect(await jumps()).toBe(0);
+    await node.run("/lib/ufw/ufw-init start");
+    await loadKubeProxyStandIn(serverConfig({}));
+    expect(await jumps()).toBe(1);
+    expect(await neighbourProbe()).toEqual(NOTHING);
+
+    // `ufw disable` stops ufw's firewall, the guard with it; the next converge (or `ufw enable`) restores it.
+    await node.run("ufw disable");
+    expect(await jumps()).toBe(0);
+    await node.run("ufw --force enable");
+    expect(await jumps()).toBe(1);
+    expect(await neighbourProbe()).toEqual(NOTHING);
+    expect(probeFromMesh("10.43.0.50", LB_PORT)).toBe("pod-reply");
+  });
+
+  test("a packet from the public side that claims a pod address as its source is dropped by the guard before ufw sees it", async () => {
+    const counted = async () => {
+      const out = await node.run("iptables -t raw -L cdktf-k3s-kilo-guard -n -v -x");
+      const line = out.split("\n").find((l) => /DROP/.test(l) && /10\.42\.0\.0\/16\s+0\.0\.0\.0\/0/.test(l));
+      return Number(line!.trim().split(/\s+/)[0]);
+    };
+    const before = await counted();
+    await stranger.run("ip addr add 10.42.77.7/32 dev eth0");
+    try {
+      // To a port ufw opens to anyone: only the guard tells this source apart.
+      expect((await stranger.exec(`timeout 8 nc -w 2 -s 10.42.77.7 ${node.address} ${PUBLIC_PORT} </dev/null`)).stdout.trim()).toBe("");
+    } finally {
+      await stranger.exec("ip addr del 10.42.77.7/32 dev eth0");
+    }
+    expect(await counted()).toBeGreaterThan(before);
   });
 
   test("opt-in open config (nodePortAddresses 0.0.0.0/0, ServiceLB on): the stranger gets through although ufw has no rule for it", async () => {

@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from "fs";
 import { tmpdir } from "os";
 import { join } from "path";
 import { App, Fn, TerraformStack, TerraformVariable } from "cdktf";
-import { K3sAgent, K3sServer, PeerFirewall, Protocol, RuleAction, TrafficDirection } from "../lib";
+import { K3sAgent, K3sServer, KiloMesh, MeshGranularity, PeerFirewall, Protocol, RuleAction, TrafficDirection } from "../lib";
 import { PeerFirewallProps } from "../lib/constructs/peer-firewall";
 import { logicalId, newStack, provisioners, resourceOf, synth, validationErrors } from "./util/synth";
 
@@ -83,6 +83,16 @@ describe("PeerFirewall", () => {
     }
     // Different nodes, different rules, different digests.
     expect(triggersOf(out, "server").text).not.toBe(triggersOf(out, "agent-0").text);
+  });
+
+  test("convergeOnEveryApply: each firewall step's trigger also holds timestamp(), so every apply re-runs it; the installs' triggers do not change", () => {
+    const plain = cluster(2).out;
+    const every = cluster(2, { convergeOnEveryApply: true }).out;
+    for (const name of ["server", "agent-0", "agent-1"]) {
+      expect(triggersOf(plain, name).run).toBeUndefined();
+      expect(triggersOf(every, name)).toEqual({ text: triggersOf(plain, name).text, run: "${timestamp()}" });
+      expect(installOf(every, name).triggers_replace).toEqual(installOf(plain, name).triggers_replace);
+    }
   });
 
   test("each node's K3s install waits for that node's firewall", () => {
@@ -261,6 +271,28 @@ describe("PeerFirewall", () => {
     ];
     for (const re of expected) expect(errors.find((e) => re.test(e))).toMatch(/^PeerFirewall "cluster\/firewall": /);
     expect(errors).toHaveLength(expected.length);
+  });
+
+  test("a location mesh whose kg routes pod traffic unencapsulated inside a location is refused: the guard would drop it", () => {
+    const errorsFor = (granularity: MeshGranularity, extraArgs: string[]) => {
+      const app = new App();
+      const stack = new TerraformStack(app, "cluster");
+      const server = new K3sServer(stack, "server", { host: { address: "203.0.113.10", ssh, location: "dc1" } });
+      new K3sAgent(stack, "agent", { server, host: { address: "203.0.113.11", ssh, location: "dc1" } });
+      new KiloMesh(new TerraformStack(app, "mesh"), "kilo", { server, meshGranularity: granularity, extraArgs });
+      new PeerFirewall(stack, "firewall", { server, adminCidrs: [ADMIN] });
+      return validationErrors(stack).filter((e) => e.startsWith("PeerFirewall"));
+    };
+    const variable = (app: string) => `\${TfToken[TOKEN.${app}]}`;
+    for (const flag of ["--encapsulate=never", "--encapsulate=crosssubnet", "--encapsulate", `--encapsulate=${variable("1")}`]) {
+      const errors = errorsFor(MeshGranularity.LOCATION, ["--log-level=info", flag]);
+      expect(errors).toHaveLength(1);
+      expect(errors[0]).toMatch(/^PeerFirewall "cluster\/firewall": KiloMesh mesh\/kilo's extraArgs "--encapsulate[^"]*" with MeshGranularity.LOCATION: kg then routes pod traffic between nodes of one location unencapsulated/);
+      expect(errors[0]).toMatch(/Remove the flag: Kilo's default, --encapsulate=always, carries that traffic in tunl0$/);
+    }
+    expect(errorsFor(MeshGranularity.LOCATION, ["--encapsulate=always"])).toEqual([]);
+    // A full mesh puts every node in a location of its own: nothing travels unencapsulated.
+    expect(errorsFor(MeshGranularity.FULL, ["--encapsulate=never"])).toEqual([]);
   });
 
   test("no nodes is an error; tokens pass validation", () => {

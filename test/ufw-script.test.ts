@@ -4,10 +4,10 @@
  * with its own /etc/ufw, /etc/default and /run), never against this machine's own firewall.
  */
 import { spawnSync } from "child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "fs";
 import { tmpdir } from "os";
 import { join } from "path";
-import { clusterRuleSets, FirewallCluster, nodeRuleSet, Protocol, ruleWords } from "../lib/render/firewall-rules";
+import { clusterRuleSets, FirewallCluster, nodeRuleSet, Protocol, ruleSetText, ruleWords } from "../lib/render/firewall-rules";
 import { renderBatchedFirewallScript, renderFirewallScript, renderRuleData } from "../lib/render/ufw-script";
 
 const ADMIN = "198.51.100.7/32";
@@ -222,5 +222,85 @@ describe("ufw converge script", () => {
     const r = sandbox("sh ./fw.sh", { "fw.sh": renderFirewallScript(set) });
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/error: ufw refused the rule: ufw allow proto udp from not-an-ip to any port 51820/);
+  });
+
+  test("the guard: its init script passes shellcheck; the rule data and the trigger text carry its ranges and interfaces", () => {
+    const py = readFileSync(join(__dirname, "..", "lib", "render", "ufw-converge.py"), "utf8");
+    const init = /GUARD_INIT = r"""([\s\S]*?)"""/.exec(py)![1];
+    expect(init.split("\n").slice(0, 9).join("\n")).toMatch(/^#!\/bin\/sh\n[\s\S]*\nset -eu\n/);
+    const r = spawnSync("shellcheck", ["-s", "sh", "-"], { input: init, encoding: "utf8", timeout: 60000 });
+    expect(r.stdout + r.stderr).toBe("");
+    const set = nodeRuleSet(cluster(1, { podCidr: "10.44.0.0/16", kiloSubnet: "10.9.0.0/16" }), "server");
+    expect(JSON.parse(renderRuleData(set)).guard).toEqual({
+      ranges: ["10.44.0.0/16", "10.43.0.0/16", "10.9.0.0/16"], interfaces: ["lo", "kilo0", "kube-bridge", "tunl0"],
+    });
+    expect(ruleSetText(set)).toContain("guard drop to or from 10.44.0.0/16 unless in on lo kilo0 kube-bridge tunl0\n");
+  });
+
+  const GUARD_STATE = [
+    "=== v4", "iptables -t raw -S cdktf-k3s-kilo-guard 2>/dev/null || echo 'no chain'", "iptables -t raw -S PREROUTING",
+    "=== v6", "ip6tables -t raw -S cdktf-k3s-kilo-guard 2>/dev/null || echo 'no chain'", "ip6tables -t raw -S PREROUTING",
+    "=== files", "ls /etc/ufw | grep cdktf || true", "grep -c '^# BEGIN cdktf-k3s-kilo guard' /etc/ufw/before.init || true",
+  ].join("\n");
+
+  (canSandbox ? test : test.skip)("the guard per address family: IPv6 ranges in ip6tables' raw table, unchanged on a re-run, removed with them", () => {
+    const v6 = nodeRuleSet(cluster(1, { podCidr: "fd00:42::/56", serviceCidr: "fd00:43::/112" }), "server");
+    const v4 = nodeRuleSet(cluster(1), "server");
+    const r = sandbox([
+      "=== first", "sh ./v6.sh", GUARD_STATE.replace(/=== (\S+)/g, "=== $1-a"),
+      "=== second", "sh ./v6.sh",
+      "=== third", "sh ./v4.sh", GUARD_STATE.replace(/=== (\S+)/g, "=== $1-b"),
+    ].join("\n"), { "v6.sh": renderBatchedFirewallScript(v6), "v4.sh": renderBatchedFirewallScript(v4) });
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    const s = sections(r.stdout);
+    const iface = (x: string) => ["lo", "kilo0", "kube-bridge", "tunl0"].map((i) => `-A cdktf-k3s-kilo-guard -i ${i} -j RETURN\n`).join("") + x;
+    const drops = (...nets: string[]) => nets.map((n) => `-A cdktf-k3s-kilo-guard -d ${n} -j DROP\n-A cdktf-k3s-kilo-guard -s ${n} -j DROP\n`).join("");
+    expect(s["v4-a"]).toBe("-N cdktf-k3s-kilo-guard\n" + iface(drops("10.4.0.0/16")) + "-P PREROUTING ACCEPT\n-A PREROUTING -j cdktf-k3s-kilo-guard\n");
+    expect(s["v6-a"]).toBe("-N cdktf-k3s-kilo-guard\n" + iface(drops("fd00:42::/56", "fd00:43::/112")) + "-P PREROUTING ACCEPT\n-A PREROUTING -j cdktf-k3s-kilo-guard\n");
+    expect(s["files-a"]).toBe("cdktf-k3s-kilo-guard.init\ncdktf-k3s-kilo-guard.rules\ncdktf-k3s-kilo-guard6.rules\n1\n");
+    expect(s.second).toMatch(/converged \(0 change\(s\)\)/);
+    expect(s.second).not.toMatch(/guard:/);
+    // Back to IPv4 ranges: the IPv6 chain, its jump and its file go.
+    expect(s["v4-b"]).toBe("-N cdktf-k3s-kilo-guard\n" + iface(drops("10.42.0.0/16", "10.43.0.0/16", "10.4.0.0/16")) + "-P PREROUTING ACCEPT\n-A PREROUTING -j cdktf-k3s-kilo-guard\n");
+    expect(s["v6-b"]).toBe("no chain\n-P PREROUTING ACCEPT\n");
+    expect(s["files-b"]).toBe("cdktf-k3s-kilo-guard.init\ncdktf-k3s-kilo-guard.rules\n1\n\n");
+  });
+
+  (canSandbox ? test : test.skip)("a guard range from Terraform that is not a CIDR, or an operator's before.init ufw does not run, fails the step and changes nothing", () => {
+    const set = nodeRuleSet(cluster(1), "server");
+    const bad = { ...set, guard: { ...set.guard, ranges: ["10.42.0.0/16 -j ACCEPT"] } };
+    const r = sandbox([
+      "=== bad", "sh ./bad.sh || echo \"exit $?\"", "ufw show added | grep -c cdktf || true", "ls /etc/ufw | grep -c cdktf || true",
+      "=== custom", "printf '#!/bin/sh\\necho operator\\n' > /etc/ufw/before.init && chmod 0640 /etc/ufw/before.init",
+      "sh ./good.sh || echo \"exit $?\"", "ufw show added | grep -c cdktf || true", "ls /etc/ufw | grep -c cdktf || true", "cat /etc/ufw/before.init",
+    ].join("\n"), { "bad.sh": renderBatchedFirewallScript(bad), "good.sh": renderBatchedFirewallScript(set) });
+    const s = sections(r.stdout);
+    expect(r.stderr).toContain("error: the guard's range \"10.42.0.0/16 -j ACCEPT\" (pod, service or Kilo network) is not a CIDR block such as 10.42.0.0/16; nothing was changed");
+    expect(s.bad).toBe("exit 1\n0\n0\n");
+    expect(r.stderr).toContain("error: /etc/ufw/before.init is not executable and is not ufw's template, so ufw does not run it and PeerFirewall will not start running your content; " +
+      "nothing was changed. Make it executable if it should run (chmod 0750 /etc/ufw/before.init), or restore ufw's template");
+    expect(s.custom).toBe("exit 1\n0\n0\n#!/bin/sh\necho operator\n\n");
+  });
+
+  (canSandbox ? test : test.skip)("the operator's outgoing policy is left as set (with a warning when it is not allow); reject counts as closed; an open incoming or routed policy is closed", () => {
+    const set = nodeRuleSet(cluster(1), "server");
+    const policies = "grep -E '^DEFAULT_(INPUT|OUTPUT|FORWARD)_POLICY=' /etc/default/ufw";
+    for (const [path, script] of [["batched", renderBatchedFirewallScript(set)], ["per-rule", renderFirewallScript(set)]]) {
+      const r = sandbox([
+        "ufw default deny outgoing >/dev/null && ufw default reject incoming >/dev/null && ufw default allow routed >/dev/null",
+        "=== first", "sh ./fw.sh", policies,
+        "=== second", "sh ./fw.sh",
+      ].join("\n"), { "fw.sh": script });
+      expect({ path, code: r.code }).toEqual({ path, code: 0 });
+      const s = sections(r.stdout);
+      expect(s.first).toContain('DEFAULT_INPUT_POLICY="REJECT"\nDEFAULT_OUTPUT_POLICY="DROP"\nDEFAULT_FORWARD_POLICY="DROP"\n');
+      expect(s.first).toContain("default policy: deny routed");
+      expect(s.first).not.toMatch(/default policy: .*(incoming|outgoing)/);
+      expect(s.second).toMatch(/converged \(0 change\(s\)\)/);
+      // Once per run, on stderr (shown by Terraform), naming what the cluster needs out.
+      expect(r.stderr.match(/warning: ufw's default outgoing policy is deny/g)).toHaveLength(2);
+      expect(r.stderr).toContain("PeerFirewall leaves it as you set it and adds no outgoing rules");
+    }
   });
 });

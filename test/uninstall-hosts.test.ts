@@ -9,6 +9,8 @@
  * KILO-IPIP in filter, jumped to from INPUT, and a DROP for other IPIP traffic), for IPv4 and IPv6.
  */
 import { spawnSync } from "child_process";
+import { nodeRuleSet } from "../lib/render/firewall-rules";
+import { renderBatchedFirewallScript } from "../lib/render/ufw-script";
 import { renderUninstallScript } from "../lib/render/uninstall-script";
 import { createLab, Lab, LabHost } from "./harness/lab";
 
@@ -17,6 +19,7 @@ jest.setTimeout(180000);
 const canRun = process.getuid?.() === 0 && ["iptables", "ip6tables", "sshd", "unshare", "ip"]
   .every((b) => spawnSync("sh", ["-c", `command -v ${b}`]).status === 0);
 const describeReal = canRun ? describe : describe.skip;
+const hasUfw = canRun && spawnSync("sh", ["-c", "command -v ufw"]).status === 0;
 
 /** The operator's own rules, some of which mention KILO- or Kilo in their comments. */
 const OPERATOR_V4 = `*filter
@@ -116,5 +119,29 @@ describeReal("uninstall on a host with real iptables", () => {
     const second = await node.exec("sh -s", { input: script, timeoutMs: 120000 });
     expect(second.code).toBe(0);
     expect({ v4: await rules("iptables"), v6: await rules("ip6tables") }).toEqual(before);
+  });
+
+  (hasUfw ? test : test.skip)("removes PeerFirewall's guard (hook, files, raw chain and jump) and leaves ufw's rules", async () => {
+    const guardState = "echo == files; ls /etc/ufw | grep cdktf-k3s-kilo || true; echo == hook; grep -c 'cdktf-k3s-kilo' /etc/ufw/before.init || true; " +
+      "echo == raw; iptables-save -t raw | grep -c cdktf-k3s-kilo-guard || true";
+    const stock = await node.run("stat -c %a /etc/ufw/before.init; md5sum < /etc/ufw/before.init");
+    const set = nodeRuleSet({ nodes: [{ name: "node", role: "agent", address: node.address }], adminCidrs: ["192.0.2.7/32"] }, "node");
+    const fw = await node.exec("sh -s", { input: renderBatchedFirewallScript(set), timeoutMs: 120000 });
+    expect(fw.code).toBe(0);
+    const on = await node.run(guardState);
+    expect(on).toContain("cdktf-k3s-kilo-guard.init");
+    expect(on).toMatch(/== hook\n[1-9]/);
+    expect(on).toMatch(/== raw\n[1-9]/);
+
+    const script = renderUninstallScript("agent");
+    for (let i = 0; i < 2; i++) {
+      const r = await node.exec("sh -s", { input: script, timeoutMs: 120000 });
+      expect(r.stderr + r.stdout).not.toMatch(/warning: could not remove the guard/);
+      expect(r.code).toBe(0);
+      expect(await node.run(guardState)).toBe("== files\n== hook\n0\n== raw\n0\n");
+      // before.init is ufw's template again, with ufw's mode; ufw's own rules stay.
+      expect(await node.run("stat -c %a /etc/ufw/before.init; md5sum < /etc/ufw/before.init")).toBe(stock);
+      expect(await node.run("ufw show added")).toContain("comment 'cdktf-k3s-kilo:");
+    }
   });
 });

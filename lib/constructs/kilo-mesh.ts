@@ -204,9 +204,13 @@ export class KiloMesh extends Construct {
   /** The DaemonSet; depend on it to run after Kilo is up on every node. */
   public readonly daemonSet: manifest.Manifest;
 
+  /** @internal kg's extra flags as given (PeerFirewall reads the encapsulation among them). */
+  public readonly _extraArgs: string[];
+
   constructor(scope: Construct, id: string, props: KiloMeshProps) {
     super(scope, id);
     this.server = props.server;
+    this._extraArgs = [...(props.extraArgs ?? [])];
     const cluster = props.server instanceof K3sServer ? props.server.clusterNodes : [];
     const nodes = [props.server, ...(props.nodes ?? cluster)].filter((n) => n !== undefined);
     this.nodes = nodes.filter((n, i) => nodes.indexOf(n) === i);

@@ -3,7 +3,7 @@
  * lets in its peers on the ports their roles need, the admin networks on SSH (and the API on
  * servers), and nothing else. The rules are data (rulesFor) before they are shell.
  */
-import { Annotations, Aspects, ITerraformDependable, TerraformLocal, TerraformStack } from "cdktf";
+import { Annotations, Aspects, Fn, ITerraformDependable, TerraformLocal, TerraformStack } from "cdktf";
 import { Construct } from "constructs";
 import { createTimeConnection } from "../host/connection";
 import * as ipaddr from "ipaddr.js";
@@ -18,7 +18,7 @@ import { missingMembers, serversOf } from "./cluster-checks";
 import { reportAtSynth } from "./synth-output";
 import { K3sNode, NodeRole } from "./k3s-node";
 import { K3sServer } from "./k3s-server";
-import { KiloMesh, KiloPeers } from "./kilo-mesh";
+import { KiloMesh, KiloPeers, MeshGranularity } from "./kilo-mesh";
 
 export { FirewallRule, NodeFirewallRule, Protocol, RuleAction, TrafficDirection } from "../render/firewall-rules";
 
@@ -85,6 +85,19 @@ export interface PeerFirewallProps {
    * @default false
    */
   readonly rateLimitSsh?: boolean;
+  /**
+   * Re-run every node's firewall step on every apply, so that `cdktf deploy` repairs drift: ufw
+   * disabled by hand, a rule of this construct deleted, the guard unloaded. The step's trigger then
+   * holds Terraform's `timestamp()` besides the digest of the node's rules. Each run prints
+   * `firewall converged (N change(s))`, with a line per repair, so N > 0 shows the drift it found.
+   * Costs: every plan lists every firewall step as replaced (no SSH during the plan), and every
+   * apply opens one SSH session per node and runs the converge there (docs/firewall.md, "Drift",
+   * gives the time measured). Without it a firewall step runs only when its node's rules change;
+   * to repair one node on demand, replace its step (`terraform apply -replace=<its address>` in
+   * the stack's directory under cdktf.out).
+   * @default false
+   */
+  readonly convergeOnEveryApply?: boolean;
 }
 
 /**
@@ -161,7 +174,11 @@ export class PeerFirewall extends Construct {
       const step = new TerraformData(this, stepId(n), {
         // A digest of this node's rules and nothing else: no keys, no addresses in clear, and no
         // K3s settings, so only a change to this node's rules re-runs it.
-        triggersReplace: fingerprint(ruleSetText(set)),
+        // With convergeOnEveryApply, also a value that changes on every apply (timestamp() is
+        // only known then), so the step is replaced, and re-run, on each one.
+        triggersReplace: props.convergeOnEveryApply === true
+          ? { ...fingerprint(ruleSetText(set)), run: Fn.timestamp() }
+          : fingerprint(ruleSetText(set)),
       });
       step.connection = createTimeConnection(n.host);
       step.provisioners = [{ type: "remote-exec", inline: [program!.asString, terraformLiteral(renderConvergeCall(set, shared))] }];
@@ -175,7 +192,7 @@ export class PeerFirewall extends Construct {
 
   /**
    * The ufw rules of one node, in the order they are applied (SSH first). Default policies
-   * are deny incoming, allow outgoing, deny routed on every node.
+   * are deny incoming and deny routed on every node (reject, when you set it, is kept); the outgoing policy stays as you set it.
    */
   public rulesFor(node: K3sNode): NodeFirewallRule[] {
     const set = this.sets.get(node);
@@ -258,6 +275,12 @@ export class PeerFirewall extends Construct {
       const meshRefused = v.isToken(meshSubnet) || v.checkCidr(meshSubnet) !== undefined ||
         [mesh.server.clusterCidr, mesh.server.serviceCidr].some((net) => !v.isToken(net) && !v.checkCidr(net) && v.overlaps(net, meshSubnet));
       if (meshRefused) continue;
+      const encap = this.unencapsulatedLocations(mesh);
+      if (encap) {
+        errors.push(`${where}: KiloMesh ${mesh.node.path}'s extraArgs "${encap}" with MeshGranularity.LOCATION: kg then routes pod traffic between nodes of one location ` +
+          "unencapsulated over their private network, and this firewall drops the pod, service and mesh ranges on every interface but lo, kilo0, kube-bridge and tunl0 " +
+          "(the guard against neighbours that route those ranges to a node). Remove the flag: Kilo's default, --encapsulate=always, carries that traffic in tunl0");
+      }
       if (props.kiloSubnet === undefined) {
         if (meshSubnet !== c.kiloSubnet) {
           errors.push(`${where}: kiloSubnet: not set, so Kilo's default ${c.kiloSubnet}, but KiloMesh ${mesh.node.path}'s wireguardSubnet is ${meshSubnet}; ` +
@@ -292,6 +315,21 @@ export class PeerFirewall extends Construct {
       });
     }
     return errors;
+  }
+
+  /**
+   * A kg `--encapsulate` other than `always` (Kilo's default) on a location mesh, as written, or
+   * undefined. A value from a Terraform token counts as the worst it could be.
+   */
+  private unencapsulatedLocations(mesh: KiloMesh): string | undefined {
+    if (mesh.meshGranularity !== MeshGranularity.LOCATION) return undefined;
+    for (const arg of mesh._extraArgs) {
+      const shape = v.literalShape(arg);
+      if (!/^--?encapsulate(=|$)/.test(shape)) continue;
+      const value = shape.includes("=") ? shape.slice(shape.indexOf("=") + 1) : "";
+      if (value !== "always") return v.showShape(shape);
+    }
+    return undefined;
   }
 
   /**

@@ -325,7 +325,7 @@ export function renderMarkdown(data: ClusterReportData): string {
   if (data.firewalls.length) {
     const targets = data.firewalls.map((f) => f.node);
     out.push("## Firewall (ufw)", "");
-    out.push("Default on every node: deny incoming, deny routed, allow outgoing. " +
+    out.push("Default on every node: deny incoming, deny routed; outgoing as set on the host (ufw's default: allow). " +
       "Rows: where traffic comes from; columns: the node it goes to; cells: the ports it may reach " +
       "(\"limited\": ufw rate limit). Empty: nothing.", "");
     out.push(`| from \\ to | ${targets.map(md).join(" | ")} |`, `| --- |${targets.map(() => " --- |").join("")}`);

@@ -125,6 +125,15 @@ export const KILO_INTERFACE = "kilo0";
 /** The CNI bridge in Kilo's conflist. */
 export const KILO_BRIDGE = "kube-bridge";
 
+/** Kilo's IPIP interface (squat/kilo pkg/encapsulation/ipip.go): traffic inside a location, encapsulated. */
+export const KILO_TUNNEL = "tunl0";
+/**
+ * The interfaces that legitimately carry packets to and from the pod, service and mesh ranges:
+ * loopback, Kilo's WireGuard interface, the pod bridge and Kilo's IPIP tunnel. Everything else
+ * (the public and private NICs) is guarded.
+ */
+export const GUARD_INTERFACES = ["lo", KILO_INTERFACE, KILO_BRIDGE, KILO_TUNNEL];
+
 export const DEFAULT_WIREGUARD_PORT = 51820;
 export const DEFAULT_POD_CIDR = "10.42.0.0/16";
 export const DEFAULT_SERVICE_CIDR = "10.43.0.0/16";
@@ -171,14 +180,26 @@ export interface FirewallCluster {
   readonly rateLimitSsh?: boolean;
 }
 
-/** Default policies; the same on every node. */
+/**
+ * Default policies; the same on every node. Incoming and routed are made deny unless the operator
+ * closed them already (deny or reject); the outgoing policy is the operator's and is left as set.
+ */
 export interface FirewallDefaults {
   readonly incoming: "deny";
-  readonly outgoing: "allow";
   readonly routed: "deny";
 }
 
-export const FIREWALL_DEFAULTS: FirewallDefaults = { incoming: "deny", outgoing: "allow", routed: "deny" };
+export const FIREWALL_DEFAULTS: FirewallDefaults = { incoming: "deny", routed: "deny" };
+
+/**
+ * The raw-table guard: packets addressed to, or claiming to come from, these ranges are dropped
+ * before conntrack and kube-proxy's DNAT unless they arrive on one of these interfaces.
+ */
+export interface NodeGuard {
+  /** The pod, service and Kilo networks (CIDRs, or Terraform tokens that resolve to one). */
+  readonly ranges: string[];
+  readonly interfaces: string[];
+}
 
 /** One node's complete firewall. */
 export interface NodeRuleSet {
@@ -186,6 +207,7 @@ export interface NodeRuleSet {
   readonly defaults: FirewallDefaults;
   /** In the order they are applied: SSH first, so enabling ufw can never lock us out. */
   readonly rules: NodeFirewallRule[];
+  readonly guard: NodeGuard;
 }
 
 /** cdktf's token markers, recognised without importing cdktf (this layer stays pure). */
@@ -381,7 +403,11 @@ export function nodeRuleSet(cluster: FirewallCluster, nodeName: string): NodeRul
     for (const from of sources) add({ ...base, from });
   }
 
-  return { node: self.name, defaults: FIREWALL_DEFAULTS, rules };
+  // kube-proxy DNATs NodePorts on kilo0's address and every ClusterIP by destination alone and
+  // accepts them ahead of ufw: only a drop before its DNAT keeps a neighbour that routes these
+  // ranges to the public address out (and a packet claiming one of them as its source, too).
+  const guard: NodeGuard = { ranges: [...new Set([podCidr, serviceCidr, kiloSubnet])], interfaces: [...GUARD_INTERFACES] };
+  return { node: self.name, defaults: FIREWALL_DEFAULTS, rules, guard };
 }
 
 /** Every node's rules, in the order of `cluster.nodes`. */
@@ -396,8 +422,8 @@ export function clusterRuleSets(cluster: FirewallCluster): NodeRuleSet[] {
 export function ruleSetText(set: NodeRuleSet): string {
   return [
     `default ${set.defaults.incoming} incoming`,
-    `default ${set.defaults.outgoing} outgoing`,
     `default ${set.defaults.routed} routed`,
     ...set.rules.map((r) => ruleWords(r).join(" ")),
+    ...set.guard.ranges.map((r) => `guard drop to or from ${r} unless in on ${set.guard.interfaces.join(" ")}`),
   ].join("\n") + "\n";
 }

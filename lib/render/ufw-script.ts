@@ -11,7 +11,7 @@ import { readFileSync } from "fs";
 import { join } from "path";
 import { Fn, Token } from "cdktf";
 import { scriptHeader, shq } from "./shell";
-import { FIREWALL_DEFAULTS, FirewallCluster, NodeRuleSet, ruleWords, TAG_PREFIX } from "./firewall-rules";
+import { FIREWALL_DEFAULTS, FirewallCluster, FirewallDefaults, NodeRuleSet, ruleWords, TAG_PREFIX } from "./firewall-rules";
 
 /** ufw's policy words for iptables targets, as written in /etc/default/ufw. */
 const POLICY_TARGET: Record<string, string> = { deny: "DROP", allow: "ACCEPT", reject: "REJECT" };
@@ -41,7 +41,9 @@ const UFW_PREAMBLE = [
 
 /**
  * The per-rule path: one `ufw` process per missing rule and per stale rule (~150 ms each). Kept
- * as the baseline the batched converge is measured and compared against (bench, host tests).
+ * as the baseline the batched converge is measured and compared against (bench, host tests). It
+ * converges ufw's rules and policies only: the raw-table guard (ufw-converge.py) is the batched
+ * path's, which is what PeerFirewall deploys.
  */
 export function renderFirewallScript(set: NodeRuleSet): string {
   const d = set.defaults;
@@ -99,9 +101,7 @@ export function renderFirewallScript(set: NodeRuleSet): string {
     "set +f",
     "",
     ...SET_DEFAULT_FUNCTION.slice(0, -1),
-    `set_default INPUT ${POLICY_TARGET[d.incoming]} ${d.incoming} incoming`,
-    `set_default OUTPUT ${POLICY_TARGET[d.outgoing]} ${d.outgoing} outgoing`,
-    `set_default FORWARD ${POLICY_TARGET[d.routed]} ${d.routed} routed`,
+    ...defaultsBody(d, ""),
     "",
     "if ! ufw status | grep -q '^Status: active'; then",
     "  ufw --force enable >/dev/null || fail \"could not enable ufw\"",
@@ -147,7 +147,7 @@ export function renderConvergeProgram(): string {
     "  fi",
     "  [ -z \"$(printf '%s\\n' \"$out\" | sed '$d')\" ] || printf '%s\\n' \"$out\" | sed '$d'",
     "  changes=$(printf '%s\\n' \"$out\" | tail -n 1)",
-    ...DEFAULTS_BODY(),
+    ...defaultsBody(FIREWALL_DEFAULTS, "  "),
     "  if ! grep -q '^ENABLED=yes' /etc/ufw/ufw.conf; then",
     "    ufw --force enable >/dev/null || fail \"could not enable ufw\"",
     "    log \"ufw enabled\"",
@@ -172,25 +172,37 @@ function CONVERGE_PY_TEXT(): string {
 }
 
 const SET_DEFAULT_FUNCTION = [
-  "# Default policies, changed only when they differ (each change reloads ufw).",
-  "set_default() {",
-  "  if ! grep -q \"^DEFAULT_$1_POLICY=\\\"$2\\\"\" /etc/default/ufw; then",
+  "# Default policies. Incoming and routed must be closed: deny, or reject when the operator chose it;",
+  "# changed only when open (each change reloads ufw). Outgoing is the operator's and stays as set.",
+  "close_default() {",
+  "  if ! grep -Eq \"^DEFAULT_$1_POLICY=\\\"($2|REJECT)\\\"\" /etc/default/ufw; then",
   "    ufw default \"$3\" \"$4\" >/dev/null || fail \"could not set ufw's default $4 policy\"",
   "    log \"default policy: $3 $4\"",
   "    changes=$((changes + 1))",
   "  fi",
   "}",
+  "warn_outgoing() {",
+  "  log \"warning: ufw's default outgoing policy is $1. PeerFirewall leaves it as you set it and adds no outgoing rules: allow out at least\" \\",
+  "    \"WireGuard (51820/udp or your wireguardPort), the API (6443/tcp), the kubelet (10250/tcp) and etcd (2379-2380/tcp) to the other nodes,\" \\",
+  "    \"and DNS and HTTPS for the installer and images, or the cluster cannot form\" >&2",
+  "}",
   "",
 ];
 
-/** Every node has the same defaults (FIREWALL_DEFAULTS); the shared program says them once. */
-function DEFAULTS_BODY(): string[] {
-  const d = FIREWALL_DEFAULTS;
+/**
+ * The default policies: incoming and routed closed; outgoing left as the operator set it, with a
+ * warning on stderr (Terraform shows it) when it is not allow, since no outgoing rule is added.
+ */
+function defaultsBody(d: FirewallDefaults, indent: string): string[] {
   return [
-    `  set_default INPUT ${POLICY_TARGET[d.incoming]} ${d.incoming} incoming`,
-    `  set_default OUTPUT ${POLICY_TARGET[d.outgoing]} ${d.outgoing} outgoing`,
-    `  set_default FORWARD ${POLICY_TARGET[d.routed]} ${d.routed} routed`,
-  ];
+    `close_default INPUT ${POLICY_TARGET[d.incoming]} ${d.incoming} incoming`,
+    `close_default FORWARD ${POLICY_TARGET[d.routed]} ${d.routed} routed`,
+    "case $(grep '^DEFAULT_OUTPUT_POLICY=' /etc/default/ufw) in",
+    "  *'\"ACCEPT\"') ;;",
+    "  *'\"REJECT\"') warn_outgoing reject ;;",
+    "  *) warn_outgoing deny ;;",
+    "esac",
+  ].map((l) => indent + l);
 }
 
 /** One word of a rule as a JSON string; a Terraform value is encoded by Terraform (jsonencode). */
@@ -238,7 +250,8 @@ export function renderRuleData(set: NodeRuleSet, shared: string[] = []): string 
     const except = skippedIndices(shared, l);
     return except !== undefined ? `{"shared":[${except.join(",")}]}` : `[${l.map(jsonWord).join(",")}]`;
   };
-  return `{"sources":[${sources.map(sourceText).join(",")}],"rules":[${entries.join(",")}]}`;
+  const guard = `{"ranges":[${set.guard.ranges.map(jsonWord).join(",")}],"interfaces":[${set.guard.interfaces.map(jsonWord).join(",")}]}`;
+  return `{"sources":[${sources.map(sourceText).join(",")}],"rules":[${entries.join(",")}],"guard":${guard}}`;
 }
 
 /**

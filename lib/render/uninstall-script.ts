@@ -68,6 +68,28 @@ const KILO_IPTABLES_CLEANUP = [
   "done",
 ];
 
+/**
+ * PeerFirewall's guard (ufw-converge.py, converge_guard): its hook in ufw's before.init, its files
+ * and its raw-table chain and jumps. ufw's tagged rules stay: they keep the host closed.
+ */
+const GUARD_CLEANUP = [
+  "# PeerFirewall's guard: the hook in before.init, its files, the raw-table chain and its jumps.",
+  "if [ -f /etc/ufw/before.init ] && grep -q '^# BEGIN cdktf-k3s-kilo guard' /etc/ufw/before.init; then",
+  "  sed -i '/^# BEGIN cdktf-k3s-kilo guard/,/^# END cdktf-k3s-kilo guard$/d' /etc/ufw/before.init || log \"warning: could not remove the guard's hook from /etc/ufw/before.init\"",
+  "  # Made executable for the hook: back to ufw's mode when what is left is ufw's template.",
+  "  if [ -f /usr/share/ufw/before.init ] && cmp -s /etc/ufw/before.init /usr/share/ufw/before.init; then chmod 0640 /etc/ufw/before.init; fi",
+  "fi",
+  "rm -f /etc/ufw/cdktf-k3s-kilo-guard.init /etc/ufw/cdktf-k3s-kilo-guard.rules /etc/ufw/cdktf-k3s-kilo-guard6.rules",
+  "for tool in iptables ip6tables; do",
+  "  command -v \"$tool\" >/dev/null 2>&1 || continue",
+  "  n=0",
+  "  while [ \"$n\" -lt 100 ] && \"$tool\" -w 10 -t raw -D PREROUTING -j cdktf-k3s-kilo-guard 2>/dev/null; do n=$((n + 1)); done",
+  "  if \"$tool\" -w 10 -t raw -n -L cdktf-k3s-kilo-guard >/dev/null 2>&1; then",
+  "    { \"$tool\" -w 10 -t raw -F cdktf-k3s-kilo-guard && \"$tool\" -w 10 -t raw -X cdktf-k3s-kilo-guard; } || log \"warning: could not remove the guard's $tool chain\"",
+  "  fi",
+  "done",
+];
+
 /** Uninstall K3s and remove what Kilo leaves behind. Runs on the node itself. */
 export function renderUninstallScript(role: "server" | "agent"): string {
   const uninstaller = role === "server" ? "/usr/local/bin/k3s-uninstall.sh" : "/usr/local/bin/k3s-agent-uninstall.sh";
@@ -86,6 +108,7 @@ export function renderUninstallScript(role: "server" | "agent"): string {
     "  fi",
     "done",
     ...KILO_IPTABLES_CLEANUP,
+    ...GUARD_CLEANUP,
     "rm -rf /var/lib/kilo",
     "rm -f /etc/cni/net.d/10-kilo.conflist",
     `rm -f ${STATE_DIR}/${serviceName(role)}.sha256`,
