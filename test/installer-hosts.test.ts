@@ -11,9 +11,9 @@ import { appendFileSync, readFileSync } from "fs";
 import { spawnSync } from "child_process";
 import { join } from "path";
 import { K3S_DEFAULT_VERSION } from "../lib";
-import { renderInstallScript, InstallSettings } from "../lib/render/install-script";
+import { renderInstallScript, InstallSettings, STAGED_CONFIG } from "../lib/render/install-script";
 import { renderK3sConfig, serverConfig } from "../lib/render/k3s-config";
-import { renderStagingScript } from "../lib/render/shell";
+import { renderStagingScript, STAGING_DIR, STATE_DIR } from "../lib/render/shell";
 import { createLab, Lab, LabHost } from "./harness/lab";
 import { serveStandIn, STAND_IN_INSTALLER_URL, standInCounts } from "./harness/stand-in";
 
@@ -59,6 +59,24 @@ describeReal("the install script: pinned sha256 and content fingerprint (stand-i
     await server.run("install -d -m 0755 /etc/rancher/k3s && cat > /etc/rancher/k3s/config.yaml && chmod 0600 /etc/rancher/k3s/config.yaml", { input: config });
   });
   afterAll(async () => { await lab?.cleanup(); });
+
+  test("a failed install leaves no uploaded config with the token behind", async () => {
+    // The upload as Terraform's file provisioner does it, then an install that fails before it
+    // moves the config into place (a K3s binary two minor releases behind refuses the upgrade).
+    const token = `staged-${"5".repeat(40)}`;
+    await server.run("sh -s", { input: renderStagingScript() });
+    await server.run(`cat > ${STAGED_CONFIG}`, { input: `token: ${token}\n` });
+    await server.run("printf '#!/bin/sh\\necho \"k3s version v1.20.0+k3s1 (0000000)\"\\n' > /usr/local/bin/k3s && chmod 0755 /usr/local/bin/k3s");
+    try {
+      const r = await server.exec("sh -s", { input: renderInstallScript(settings()), timeoutMs: 120000 });
+      expect(r.stdout + r.stderr).toMatch(/skips a minor release/);
+      expect(r.code).not.toBe(0);
+    } finally {
+      await server.run("rm -f /usr/local/bin/k3s");
+    }
+    expect(await server.run(`grep -rl ${token} ${STATE_DIR} || true`)).toBe("");
+    expect(await server.run(`ls -A ${STAGING_DIR}`)).toBe("");
+  });
 
   test("a wrong pinned sha256 stops the install before the script runs", async () => {
     const r = await install("0".repeat(64));

@@ -3,7 +3,7 @@
  * Kilo's leftovers from a host (run on the host). Both tolerate work already done, so a destroy
  * that failed halfway can simply run again.
  */
-import { scriptHeader, shq, STATE_DIR } from "./shell";
+import { scriptHeader, shq, STAGING_DIR, STATE_DIR } from "./shell";
 import { serviceName } from "./install-script";
 
 /** Drain an agent (bounded) and delete its Node object. Runs on the server. */
@@ -89,6 +89,8 @@ export function renderUninstallScript(role: "server" | "agent"): string {
     "rm -rf /var/lib/kilo",
     "rm -f /etc/cni/net.d/10-kilo.conflist",
     `rm -f ${STATE_DIR}/${serviceName(role)}.sha256`,
+    "# A config upload whose install never ran (the install removes it) still holds the tokens.",
+    `rm -rf ${STAGING_DIR}`,
     // A server keeps the rollout lock and the agents' last rollout inputs (render/rollout-script.ts).
     ...(role === "server" ? [`rm -rf ${STATE_DIR}/rollout ${STATE_DIR}/rollout.lock`] : []),
     `log "K3s ${role} and Kilo removed from this host"`,
