@@ -10,7 +10,7 @@
  */
 import { spawnSync } from "child_process";
 import { STAGED_CONFIG } from "../lib/render/install-script";
-import { renderStagingScript, STAGING_DIR } from "../lib/render/shell";
+import { renderStagingScript, STAGING_DIR, STATE_DIR } from "../lib/render/shell";
 import { renderUninstallScript } from "../lib/render/uninstall-script";
 import { createLab, Lab, LabHost } from "./harness/lab";
 
@@ -116,8 +116,9 @@ describeReal("uninstall on a host with real iptables", () => {
     // Exactly what was there before Kilo: nothing of the operator's is lost or reordered.
     expect(after).toEqual(before);
 
-    // An uploaded config whose install never ran (a failed upload or step) went with it.
+    // Our state directory went, with an uploaded config whose install never ran (a failed upload or step).
     expect(await node.run(`ls -A ${STAGING_DIR} 2>/dev/null || true`)).toBe("");
+    expect((await node.exec(`test -e ${STATE_DIR}`)).code).toBe(1);
 
     // Idempotent: a second run finds nothing of Kilo's and changes nothing.
     const second = await node.exec("sh -s", { input: script, timeoutMs: 120000 });
