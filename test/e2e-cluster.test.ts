@@ -16,7 +16,7 @@
  */
 import { spawnSync } from "child_process";
 import { createHash } from "crypto";
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "fs";
 import { join } from "path";
 import { App, TerraformOutput, TerraformStack } from "cdktf";
 import { K3sAgent, K3sNode, K3sServer, PeerFirewall } from "../lib";
@@ -504,6 +504,9 @@ describeReal("the cluster's first stack on real hosts with real Terraform (K3s a
     const kiloLeftovers = "ip link add kilo0 type veth peer name kilo0-peer && iptables -N KILO-NAT && iptables -A FORWARD -j KILO-NAT" +
       " && mkdir -p /var/lib/kilo /etc/cni/net.d && touch /var/lib/kilo/key /etc/cni/net.d/10-kilo.conflist";
     for (const n of members) await h(n).run(kiloLeftovers);
+    // The kubeconfig fetch's copy of the admin credentials, on the deploying machine.
+    const secretsDir = join(stackDir(), ".cdktf-k3s-kilo-secrets");
+    expect(readdirSync(secretsDir).length).toBe(1);
     const r = await destroyJson(tf, { check: false });
     tfRuns.push(r.result);
     expect(r.errors).toEqual([]);
@@ -522,7 +525,14 @@ describeReal("the cluster's first stack on real hosts with real Terraform (K3s a
       expect(await h(n).run("iptables-save | grep -c KILO- || true")).toBe("0\n");
       expect((await h(n).exec("test -e /var/lib/kilo || test -e /etc/cni/net.d/10-kilo.conflist")).code).not.toBe(0);
       expect(await h(n).run("ls /var/lib/cdktf-k3s-kilo/*.sha256 2>/dev/null || true")).toBe("");
+      // Our state directory (fingerprints, kept installer, rollout records, staging) goes with K3s.
+      expect((await h(n).exec("test -e /var/lib/cdktf-k3s-kilo")).code).not.toBe(0);
+      // The firewall stays, on purpose: a destroyed cluster's host is not left open.
+      expect(await h(n).run("grep '^ENABLED=' /etc/ufw/ufw.conf")).toBe("ENABLED=yes\n");
+      expect(await h(n).run("ufw show added")).toMatch(/comment 'cdktf-k3s-kilo:[0-9a-f]{16}'/);
     }
+    // No admin credentials linger on the deploying machine.
+    expect(existsSync(secretsDir)).toBe(false);
     // The server goes last: every agent's cleanup (which drains on the server) finished before it began.
     const serverStart = r.events.find((e) => e.type === "apply_start" && e.address === stack.addr("server", "membership"))!.at;
     for (const a of ["agent-a", "agent-b"]) {
@@ -530,8 +540,17 @@ describeReal("the cluster's first stack on real hosts with real Terraform (K3s a
       expect(d.action).toBe("delete");
       expect(d.at).toBeLessThanOrEqual(serverStart);
     }
-    // Two destroy-time steps per agent (drain on the server, uninstall on the agent), one on the server.
-    expect(r.events.filter((e) => e.type === "provision_start" && /_membership_/.test(e.address!)).length).toBe(5);
+    // Two destroy-time steps per agent (drain on the server, uninstall on the agent), one on the server,
+    // then one on the deploying machine: removing the fetched admin credentials, after the uninstall.
+    const steps = r.events.filter((e) => e.type === "provision_start" && /_membership_/.test(e.address!));
+    expect(steps.map((e) => e.provisioner).sort()).toEqual(["local-exec", ...Array(5).fill("remote-exec")]);
+    const serverSteps = steps.filter((e) => e.address === stack.addr("server", "membership")).map((e) => e.provisioner);
+    expect(serverSteps).toEqual(["remote-exec", "local-exec"]);
+    // Terraform's own backup of the state before the destroy stays (it is Terraform's, not ours): it
+    // holds that state's secrets, with the mode the umask gives, as the README's Destroy section says.
+    const backup = `${tf.statePath!}.backup`;
+    expect([...secrets].some((x) => readFileSync(backup, "utf8").includes(x))).toBe(true);
+    expect(statSync(backup).mode & 0o777).toBe(0o666 & ~process.umask());
     expect(existsSync(join(lab.dir, "kubeconfig"))).toBe(false);
   });
 

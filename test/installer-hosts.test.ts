@@ -11,9 +11,9 @@ import { appendFileSync, readFileSync } from "fs";
 import { spawnSync } from "child_process";
 import { join } from "path";
 import { K3S_DEFAULT_VERSION } from "../lib";
-import { renderInstallScript, InstallSettings } from "../lib/render/install-script";
+import { renderInstallScript, InstallSettings, STAGED_CONFIG } from "../lib/render/install-script";
 import { renderK3sConfig, serverConfig } from "../lib/render/k3s-config";
-import { renderStagingScript } from "../lib/render/shell";
+import { renderStagingScript, STAGING_DIR, STATE_DIR } from "../lib/render/shell";
 import { createLab, Lab, LabHost } from "./harness/lab";
 import { serveStandIn, STAND_IN_INSTALLER_URL, standInCounts } from "./harness/stand-in";
 
@@ -59,6 +59,58 @@ describeReal("the install script: pinned sha256 and content fingerprint (stand-i
     await server.run("install -d -m 0755 /etc/rancher/k3s && cat > /etc/rancher/k3s/config.yaml && chmod 0600 /etc/rancher/k3s/config.yaml", { input: config });
   });
   afterAll(async () => { await lab?.cleanup(); });
+
+  test("a failed install leaves no uploaded config with the token behind", async () => {
+    // The upload as Terraform's file provisioner does it, then an install that fails before it
+    // moves the config into place (a K3s binary two minor releases behind refuses the upgrade).
+    const token = `staged-${"5".repeat(40)}`;
+    await server.run("sh -s", { input: renderStagingScript() });
+    await server.run(`cat > ${STAGED_CONFIG}`, { input: `token: ${token}\n` });
+    await server.run("printf '#!/bin/sh\\necho \"k3s version v1.20.0+k3s1 (0000000)\"\\n' > /usr/local/bin/k3s && chmod 0755 /usr/local/bin/k3s");
+    try {
+      const r = await server.exec("sh -s", { input: renderInstallScript(settings()), timeoutMs: 120000 });
+      expect(r.stdout + r.stderr).toMatch(/skips a minor release/);
+      expect(r.code).not.toBe(0);
+    } finally {
+      await server.run("rm -f /usr/local/bin/k3s");
+    }
+    expect(await server.run(`grep -rl ${token} ${STATE_DIR} || true`)).toBe("");
+    expect(await server.run(`ls -A ${STAGING_DIR}`)).toBe("");
+  });
+
+  test("the install script's URL reaches curl on stdin, never on its command line; one with credentials is refused unprinted", async () => {
+    // A stand-in curl ahead of the real one on PATH: records its argv and stdin, then fails as on a 404.
+    await server.run("cat > /usr/local/bin/curl && chmod 0755 /usr/local/bin/curl", { input: [
+      "#!/bin/sh",
+      "printf '%s\\n' \"$@\" > /tmp/curl.argv",
+      "cat > /tmp/curl.stdin",
+      "exit 22",
+      "",
+    ].join("\n") });
+    try {
+      const url = "https://mirror.example.com/k3s/install.sh?X-Amz-Signature=sig0123456789";
+      const r = await server.exec("sh -s", { input: renderInstallScript({ ...settings(), installScriptUrl: url }), timeoutMs: 120000 });
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toMatch(/could not download the K3s install script from https:\/\/mirror\.example\.com\/k3s\/install\.sh \(query not shown\)/);
+      expect(r.stdout + r.stderr).not.toContain("sig0123456789");
+      const argv = await server.run("cat /tmp/curl.argv");
+      expect(argv).toContain("--proto\n=https\n");
+      expect(argv).not.toContain("mirror.example.com");
+      expect(await server.run("cat /tmp/curl.stdin")).toBe(`url = "${url}"\n`);
+
+      await server.run("rm -f /tmp/curl.argv /tmp/curl.stdin");
+      const secret = "pw-" + "7".repeat(30);
+      for (const withCreds of [`https://deploy:${secret}@mirror.example.com/install.sh`, `https://${secret}@mirror.example.com`]) {
+        const refused = await server.exec("sh -s", { input: renderInstallScript({ ...settings(), installScriptUrl: withCreds }), timeoutMs: 120000 });
+        expect(refused.code).not.toBe(0);
+        expect(refused.stderr).toMatch(/install\.scriptUrl carries credentials \(user:password or a token before the @ of mirror\.example\.com\): they would reach this host's files and curl's error messages; serve the script from a URL that needs no credentials, or copy it to the hosts and use a file:\/\/ URL; nothing was changed/);
+        expect(refused.stdout + refused.stderr).not.toContain(secret);
+        expect(await server.exec("test -e /tmp/curl.argv")).toMatchObject({ code: 1 });
+      }
+    } finally {
+      await server.run("rm -f /usr/local/bin/curl /tmp/curl.argv /tmp/curl.stdin");
+    }
+  });
 
   test("a wrong pinned sha256 stops the install before the script runs", async () => {
     const r = await install("0".repeat(64));

@@ -1,3 +1,7 @@
+import { execFileSync } from "child_process";
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "fs";
+import { tmpdir } from "os";
+import { join } from "path";
 import { parse } from "yaml";
 import { K3sServer, K3S_DEFAULT_VERSION } from "../lib";
 import { newStack, provisioners, resourceOf, synth, logicalId } from "./util/synth";
@@ -145,6 +149,33 @@ describe("K3sServer", () => {
     expect(destroy.inline[0]).toContain("/usr/local/bin/k3s-uninstall.sh");
     expect(destroy.connection.host).toBe("${self.input.host}");
     expect(destroy.connection.private_key).toBe("${file(pathexpand(self.input.private_key_path))}");
+  });
+
+  test("after the uninstall, removes the fetched admin credentials from the deploying machine (node, no shell)", () => {
+    const { out } = serverStack();
+    const membership = resourceOf(out, "terraform_data", "server_membership");
+    const steps = provisioners(membership);
+    expect(steps).toHaveLength(2);
+    const [, cleanup] = steps;
+    expect(cleanup.when).toBe("destroy");
+    expect(cleanup.interpreter.slice(0, 2)).toEqual(["node", "-e"]);
+    // The same path the fetch writes (relative to Terraform's working directory).
+    const fetch = Object.values<any>(out.data!.local_command)[0];
+    expect(fetch.stdin).toContain(`abspath(\"${cleanup.command}\")`);
+    expect(cleanup.command).toMatch(/^\.cdktf-k3s-kilo-secrets\/[0-9a-f]+\.json$/);
+    // The program removes that file and its directory once empty, and nothing else.
+    const dir = mkdtempSync(join(tmpdir(), "secrets-"));
+    try {
+      mkdirSync(join(dir, ".cdktf-k3s-kilo-secrets"));
+      writeFileSync(join(dir, cleanup.command), "{}");
+      writeFileSync(join(dir, "keep.json"), "{}");
+      const run = () => execFileSync(cleanup.interpreter[0], [...cleanup.interpreter.slice(1), cleanup.command], { cwd: dir });
+      run();
+      expect(readdirSync(dir)).toEqual(["keep.json"]);
+      run(); // nothing left to remove: still succeeds
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test("fetches the kubeconfig after the install, every plan, through the local ssh client", () => {

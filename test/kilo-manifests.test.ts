@@ -162,11 +162,12 @@ describe("the Peer CRD", () => {
 });
 
 describe("RBAC", () => {
-  test("the ClusterRole grants exactly Kilo's rules (manifests/kilo-k3s.yaml), nothing more", () => {
+  test("the ClusterRole grants Kilo's rules (manifests/kilo-k3s.yaml), the CRD read narrowed to Kilo's own CRD, nothing more", () => {
     expect(kiloClusterRole().rules).toEqual([
       { apiGroups: [""], resources: ["nodes"], verbs: ["list", "patch", "watch"] },
       { apiGroups: ["kilo.squat.ai"], resources: ["peers"], verbs: ["list", "watch"] },
-      { apiGroups: ["apiextensions.k8s.io"], resources: ["customresourcedefinitions"], verbs: ["get"] },
+      // kg reads one CRD, by name (pkg/k8s/backend.go, peerBackend.Init): `get` takes resourceNames.
+      { apiGroups: ["apiextensions.k8s.io"], resources: ["customresourcedefinitions"], resourceNames: ["peers.kilo.squat.ai"], verbs: ["get"] },
     ]);
     expect(KILO_CLUSTER_ROLE_RULES).toEqual(kiloClusterRole().rules);
     const flat = JSON.stringify(kiloClusterRole());

@@ -105,11 +105,11 @@ describe("KiloMesh: what it deploys", () => {
     expect(ds.spec.template.spec.serviceAccountName).toBe("kilo");
   });
 
-  test("the ClusterRole is exactly Kilo's", () => {
+  test("the ClusterRole is exactly Kilo's, its CRD read limited to the Peer CRD", () => {
     expect(object(out, "cluster-role").rules).toEqual([
       { apiGroups: [""], resources: ["nodes"], verbs: ["list", "patch", "watch"] },
       { apiGroups: ["kilo.squat.ai"], resources: ["peers"], verbs: ["list", "watch"] },
-      { apiGroups: ["apiextensions.k8s.io"], resources: ["customresourcedefinitions"], verbs: ["get"] },
+      { apiGroups: ["apiextensions.k8s.io"], resources: ["customresourcedefinitions"], resourceNames: ["peers.kilo.squat.ai"], verbs: ["get"] },
     ]);
   });
 

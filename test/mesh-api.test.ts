@@ -98,14 +98,17 @@ describe("the mesh and peers stacks on a real Kubernetes API with the real kuber
     expect(JSON.parse((await get("/api/v1/namespaces/kube-system/configmaps/kilo")).data["cni-conf.json"]).plugins).toBeDefined();
 
     // What the Kilo ServiceAccount may do, asked of the API server's own authorizer.
-    const can = async (verb: string, resource: string, group = "") => (await cp.api("POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", {
+    const can = async (verb: string, resource: string, group = "", name?: string) => (await cp.api("POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", {
       apiVersion: "authorization.k8s.io/v1", kind: "SubjectAccessReview",
-      spec: { user: "system:serviceaccount:kube-system:kilo", groups: ["system:serviceaccounts"], resourceAttributes: { verb, resource, group } },
+      spec: { user: "system:serviceaccount:kube-system:kilo", groups: ["system:serviceaccounts"], resourceAttributes: { verb, resource, group, name } },
     })).body.status.allowed;
     expect(await can("list", "nodes")).toBe(true);
     expect(await can("patch", "nodes")).toBe(true);
     expect(await can("list", "peers", "kilo.squat.ai")).toBe(true);
     expect(await can("delete", "secrets")).toBe(false);
+    // The CRD read is limited to Kilo's own CRD (resourceNames).
+    expect(await can("get", "customresourcedefinitions", "apiextensions.k8s.io", "peers.kilo.squat.ai")).toBe(true);
+    expect(await can("get", "customresourcedefinitions", "apiextensions.k8s.io", "other.example.com")).toBe(false);
 
     // Each node's annotations, as the stack declares them, on the Node objects.
     const declared = Object.values<any>(meshJson.resource.kubernetes_annotations);

@@ -19,7 +19,10 @@ const settings = (nodeName: string, maxUnavailable: number, inputs = "d1"): Roll
   nodeName, maxUnavailable, drainTimeoutSeconds: 30, slotTimeoutSeconds: 120, readyTimeoutSeconds: 30, inputs,
 });
 
-/** A recording `k3s kubectl`: nodes are directories, a label or cordon is a file, every call a log line. */
+/**
+ * A recording `k3s kubectl`: nodes are directories, a label (its value the file's content) or a
+ * cordon (spec.unschedulable) is a file, every call a log line.
+ */
 const FAKE_K3S = `#!/bin/sh
 set -eu
 S="$FAKE_STATE"
@@ -29,17 +32,26 @@ shift
 case "$1 $2" in
   "get node")
     [ -d "$S/nodes/$3" ] || { echo "not found" >&2; exit 1; }
-    case "$*" in *jsonpath*) printf True ;; esac ;;
+    case "$*" in
+      *unschedulable*) [ -z "\${FAKE_FAIL_GET:-}" ] || exit 1; if [ -e "$S/nodes/$3/unschedulable" ]; then printf true; fi ;;
+      *jsonpath*) printf True ;;
+    esac ;;
   "get nodes")
     [ -z "\${FAKE_FAIL_LIST:-}" ] || { echo "the server is unreachable" >&2; exit 1; }
-    for n in "$S"/nodes/*; do [ -e "$n/rolling" ] && printf 'node/%s\\n' "$(basename "$n")"; done; true ;;
+    # -l LABEL or -l LABEL=VALUE
+    case "$4" in *=*) want="\${4#*=}" ;; *) want="" ;; esac
+    for n in "$S"/nodes/*; do
+      [ -e "$n/rolling" ] || continue
+      [ -z "$want" ] || [ "$(cat "$n/rolling")" = "$want" ] || continue
+      printf 'node/%s\\n' "$(basename "$n")"
+    done; true ;;
   "label node")
     case "$4" in
       *-) rm -f "$S/nodes/$3/rolling"; ev "release $3" ;;
-      *) touch "$S/nodes/$3/rolling"; ev "take $3" ;;
+      *) printf '%s' "\${4#*=}" > "$S/nodes/$3/rolling"; ev "take $3" ;;
     esac ;;
-  "cordon "*) ev "cordon $2" ;;
-  "uncordon "*) ev "uncordon $2" ;;
+  "cordon "*) touch "$S/nodes/$2/unschedulable"; ev "cordon $2" ;;
+  "uncordon "*) rm -f "$S/nodes/$2/unschedulable"; ev "uncordon $2" ;;
   "drain "*) ev "drain $2"; sleep 0.3 ;;
   *) echo "unexpected: $*" >&2; exit 2 ;;
 esac
@@ -181,6 +193,50 @@ describe("rollout scripts", () => {
     execFileSync("sh", [join(dir, "before.sh")], { env, encoding: "utf8" });
     execFileSync("sh", [join(dir, "after.sh")], { env, encoding: "utf8" });
     expect(events().map(([, what]) => what)).toEqual(["cordon", "drain", "uncordon", "release"]);
+  });
+
+  test("a node the operator had cordoned is drained and restarted, then left cordoned; a re-run after a failed restart keeps each node's own state", () => {
+    addNodes(["a0", "a1"]);
+    writeFileSync(join(dir, "nodes", "a0", "unschedulable"), "");
+    const env = { ...process.env, FAKE_STATE: dir };
+    const write = (n: string) => {
+      writeFileSync(join(dir, `before-${n}.sh`), localize(renderRolloutBeforeScript(settings(n, 2))));
+      writeFileSync(join(dir, `after-${n}.sh`), localize(renderRolloutAfterScript(settings(n, 2))));
+    };
+    write("a0"); write("a1");
+    execFileSync("sh", [join(dir, "before-a0.sh")], { env, encoding: "utf8" });
+    const out = execFileSync("sh", [join(dir, "after-a0.sh")], { env, encoding: "utf8" });
+    expect(events().map(([, what]) => what)).toEqual(["take", "cordon", "drain", "release"]);
+    expect(out).toMatch(/a0 is Ready; it was cordoned before the rollout; left cordoned/);
+    expect(readdirSync(join(dir, "nodes", "a0"))).toEqual(["unschedulable"]);
+
+    // New inputs, and the restart fails once (no after step): the re-run still leaves a0 cordoned.
+    writeFileSync(join(dir, "before-a0.sh"), localize(renderRolloutBeforeScript(settings("a0", 2, "d2"))));
+    writeFileSync(join(dir, "after-a0.sh"), localize(renderRolloutAfterScript(settings("a0", 2, "d2"))));
+    rmSync(join(dir, "events.log"), { force: true });
+    execFileSync("sh", [join(dir, "before-a0.sh")], { env, encoding: "utf8" });
+    execFileSync("sh", [join(dir, "before-a0.sh")], { env, encoding: "utf8" });
+    execFileSync("sh", [join(dir, "after-a0.sh")], { env, encoding: "utf8" });
+    expect(events().map(([, what]) => what)).toEqual(["take", "cordon", "drain", "cordon", "drain", "release"]);
+    expect(readdirSync(join(dir, "nodes", "a0"))).toEqual(["unschedulable"]);
+
+    // a1 was schedulable. Its restart fails (no after step), so the re-run finds it cordoned — by
+    // the rollout, not the operator: once it is Ready it is uncordoned as usual.
+    rmSync(join(dir, "events.log"), { force: true });
+    execFileSync("sh", [join(dir, "before-a1.sh")], { env, encoding: "utf8" });
+    execFileSync("sh", [join(dir, "before-a1.sh")], { env, encoding: "utf8" });
+    execFileSync("sh", [join(dir, "after-a1.sh")], { env, encoding: "utf8" });
+    expect(events().map(([, what]) => what)).toEqual(["take", "cordon", "drain", "cordon", "drain", "uncordon", "release"]);
+    expect(readdirSync(join(dir, "nodes", "a1"))).toEqual([]);
+  });
+
+  test("the before step stops, cordoning nothing, when it cannot tell whether the node is cordoned already", () => {
+    addNodes(["a0"]);
+    writeFileSync(join(dir, "before.sh"), localize(renderRolloutBeforeScript(settings("a0", 1))));
+    const r = spawnSync("sh", [join(dir, "before.sh")], { env: { ...process.env, FAKE_STATE: dir, FAKE_FAIL_GET: "1" }, encoding: "utf8", timeout: 60_000 });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/cannot read whether a0 is cordoned/);
+    expect(events()).toEqual([]);
   });
 
   test("a node that failed its restart keeps its slot: the next one waits, then gives up within its bound", () => {

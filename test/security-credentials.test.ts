@@ -11,7 +11,8 @@ import { join } from "path";
 import { App, Fn, TerraformOutput, TerraformStack, TerraformVariable } from "cdktf";
 import { parse } from "yaml";
 import { K3sServer } from "../lib";
-import { terraformLiteral } from "../lib/constructs/internal";
+import { TerraformData, terraformLiteral } from "../lib/constructs/internal";
+import { createTimeConnection } from "../lib/host/connection";
 import { renderK3sConfig, serverConfig } from "../lib/render/k3s-config";
 import { createLab, Lab } from "./harness/lab";
 import { serveStandIn, STAND_IN_INSTALLER_URL } from "./harness/stand-in";
@@ -164,6 +165,37 @@ describe("the admin credentials on real Terraform and a real host", () => {
     const state = tf.statePath!;
     expect(readFileSync(state, "utf8")).toContain("random_password");
     expect(statSync(state).mode & 0o777).toBe(0o666 & ~process.umask());
+  });
+
+  test("Terraform makes each uploaded script 0777 (its default place is /tmp); ssh.scriptPath in a 0700 directory made beforehand keeps others out", async () => {
+    const srv = lab.host("srv");
+    // The window: Terraform's `chmod 0777` before running each script (in its own debug log), and
+    // the blank copies it leaves behind keep that mode, in world-enterable /tmp.
+    expect(logs[0]).toMatch(/starting remote command: chmod 0777 \/tmp\/terraform_\d+\.sh/);
+    const left = (await srv.run("stat -c '%a %s %n' /tmp/terraform_*.sh")).trim().split("\n");
+    expect(left.length).toBeGreaterThan(1);
+    for (const l of left) expect(l).toMatch(/^777 0 \/tmp\/terraform_\d+\.sh$/);
+    expect((await srv.run("stat -c %a /tmp")).trim()).toBe("1777");
+
+    // The opt-in: a script path inside a directory only the login user can enter, made beforehand
+    // (by the image or cloud-init: Terraform has no way to make one without a script of its own).
+    await srv.run("install -d -m 0700 -o root /root/.terraform-scripts");
+    const app = new App({ outdir: join(work, "script-path") });
+    const stack = new TerraformStack(app, "script-path");
+    const host = { address: srv.address, ssh: { privateKeyPath: lab.privateKeyPath, hostKey: srv.hostKey, timeout: "20s", scriptPath: "/root/.terraform-scripts/terraform_%RAND%.sh" } };
+    const step = new TerraformData(stack, "step", {});
+    step.connection = createTimeConnection(host);
+    step.provisioners = [{ type: "remote-exec", inline: ["#!/bin/sh", "set -eu", "echo \"ran as $0\""] }];
+    synthesizeIn(work, () => app.synth());
+    const cli = new TerraformCli(join(work, "script-path", "stacks", "script-path"));
+    await cli.init();
+    const log = join(work, "script-path.log");
+    const r = await cli.apply({ env: { TF_LOG: "debug", TF_LOG_PATH: log } });
+    expect(r.stdout).toMatch(/ran as \/root\/\.terraform-scripts\/terraform_\d+\.sh/);
+    expect(readFileSync(log, "utf8")).toMatch(/starting remote command: chmod 0777 \/root\/\.terraform-scripts\/terraform_\d+\.sh/);
+    // Still 0777, as Terraform makes it, but inside a directory no other user can enter.
+    expect((await srv.run("stat -c '%a %U' /root/.terraform-scripts")).trim()).toBe("700 root");
+    expect((await srv.run("stat -c '%a %s' /root/.terraform-scripts/terraform_*.sh")).trim()).toBe("777 0");
   });
 
   test("the secrets file is 0600 in a 0700 directory under Terraform's working directory", () => {

@@ -119,6 +119,10 @@ describe("2. plaintext datastores are warned about, with the risk named", () => 
     ["mysql without tls", (c) => server(c, { datastoreEndpoint: `mysql://k3s:${c.str("pw")}@tcp(db.example.com:3306)/k3s` }), /datastoreEndpoint: has no tls parameter, so K3s's MySQL driver talks to the server in plaintext.*tls=true/],
     ["mysql tls=preferred", (c) => server(c, { datastoreEndpoint: "mysql://tcp(db.example.com:3306)/k3s?tls=preferred" }), /datastoreEndpoint: has tls=preferred/],
     ["mysql tls=false", (c) => server(c, { datastoreEndpoint: "mysql://tcp(db.example.com:3306)/k3s?tls=false" }), /datastoreEndpoint: has tls=false, which never encrypts/],
+    ["postgres sslmode=require (encrypts, checks no certificate)", (c) => server(c, { datastoreEndpoint: `postgres://k3s:${c.str("pw")}@db.example.com/k3s?sslmode=require` }),
+      /K3sServer "cluster\/s": datastoreEndpoint: has sslmode=require, which encrypts but never checks the server's certificate: anyone on the way can pose as the datastore.*Add sslmode=verify-full \(with datastore-cafile/],
+    ["mysql tls=skip-verify", (c) => server(c, { datastoreEndpoint: "mysql://tcp(db.example.com:3306)/k3s?tls=skip-verify" }),
+      /datastoreEndpoint: has tls=skip-verify, which encrypts but never checks the server's certificate: anyone on the way can pose as the datastore.*tls=true/],
   ]);
   accepted([
     ["etcd over https://", (c) => server(c, { datastoreEndpoint: "https://etcd.example.com:2379" })],
@@ -134,7 +138,7 @@ describe("2. plaintext datastores are warned about, with the risk named", () => 
 describe("3. install.scriptUrl: no credentials, no plain http, in literal parts too", () => {
   refused([
     ["a literal user:token", (c) => server(c, { install: { scriptUrl: `https://deploy:${SECRET}@mirror.example.com/k3s/install.sh` } }),
-      /K3sServer "cluster\/s": install\.scriptUrl: "https:\/\/deploy:\*\*\*@mirror\.example\.com\/k3s\/install\.sh" carries credentials \(user:password before the @\): they would be written into cdk\.tf\.json and every saved plan, onto curl's command line on every host \(where any local user sees them in ps\).*Serve the script from a URL that needs no credentials/],
+      /K3sServer "cluster\/s": install\.scriptUrl: "https:\/\/deploy:\*\*\*@mirror\.example\.com\/k3s\/install\.sh" carries credentials \(user:password before the @\): they would be written into cdk\.tf\.json and every saved plan, into the script Terraform uploads to every host \(world-readable while it runs\).*Serve the script from a URL that needs no credentials/],
     ["a literal user and a token password", (c) => server(c, { install: { scriptUrl: `https://deploy:${c.str("tok")}@mirror.example.com/install.sh` } }), /install\.scriptUrl: "https:\/\/deploy:\*\*\*@mirror\.example\.com\/install\.sh" carries credentials/],
     ["Fn.join with literal credentials", (c) => agent(c, server(c), { install: { scriptUrl: Fn.join("", [`https://u:${SECRET}@`, c.str("mirror"), "/install.sh"]) } }), /K3sAgent "cluster\/a": install\.scriptUrl: .* carries credentials/],
     ["a token in place of the whole userinfo", (c) => server(c, { install: { scriptUrl: `https://${c.str("creds")}@mirror.example.com/install.sh` } }), /install\.scriptUrl: "https:\/\/\*\*\*@mirror\.example\.com\/install\.sh" carries credentials \(a user name or token before the @\)/],

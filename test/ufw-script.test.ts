@@ -187,6 +187,30 @@ describe("ufw converge script", () => {
     for (const x of gone) expect(s.snap4).toContain(x.tag!);
   });
 
+  (canSandbox ? test : test.skip)("modules planted in the cwd, PYTHONPATH or the user site are never imported by the root converge", () => {
+    // The converge runs ufw's interpreter as root; the login user's cwd (where remote-exec starts)
+    // and environment are theirs to fill. Every module the program imports, and the hooks Python
+    // imports by itself, are planted there; each leaves a marker if it is ever executed.
+    const script = renderBatchedFirewallScript(nodeRuleSet(cluster(1), "server"));
+    const names = ["json", "hashlib", "os", "re", "subprocess", "sys", "gettext", "ufw", "sitecustomize", "usercustomize"];
+    const plant = (name: string) => `import os as _o; open(${JSON.stringify(name)}.join([_o.environ.get("MARK", "/nonexistent/"), ""]), "w").write("uid %d" % _o.getuid())\n`;
+    const files: Record<string, string> = { "fw.sh": script };
+    for (const n of names) files[`${n}.py`] = plant(n);
+    const r = sandbox([
+      "export MARK=\"$PWD/ran-\" HOME=\"$PWD\" PYTHONPATH=\"$PWD\"",
+      "mkdir ufw && cp ufw.py ufw/__init__.py",
+      "usp=$(cd / && python3 -I -c 'import site; print(site.getusersitepackages())')",
+      "mkdir -p \"$usp\" && cp usercustomize.py sitecustomize.py json.py \"$usp\"/",
+      "sh ./fw.sh || echo \"fw.sh failed: $?\"",
+      "=== ran",
+      "ls | grep '^ran-' || true",
+    ].join("\n"), files);
+    expect(sections(r.stdout).ran.trim()).toBe("");
+    expect(r.stderr).toBe("");
+    expect(r.stdout).not.toMatch(/fw\.sh failed/);
+    expect(r.stdout).toMatch(/firewall converged/);
+  });
+
   (canSandbox ? test : test.skip)("changing the admin network replaces the SSH rule, adding the new one before deleting the old", () => {
     const before = renderFirewallScript(nodeRuleSet(cluster(1), "agent-0"));
     const after = renderFirewallScript(nodeRuleSet(cluster(1, { adminCidrs: ["192.0.2.0/24"] }), "agent-0"));

@@ -10,6 +10,8 @@
  */
 import { spawnSync } from "child_process";
 import { nodeRuleSet } from "../lib/render/firewall-rules";
+import { STAGED_CONFIG } from "../lib/render/install-script";
+import { renderStagingScript, STAGING_DIR, STATE_DIR } from "../lib/render/shell";
 import { renderBatchedFirewallScript } from "../lib/render/ufw-script";
 import { renderUninstallScript } from "../lib/render/uninstall-script";
 import { createLab, Lab, LabHost } from "./harness/lab";
@@ -100,6 +102,8 @@ describeReal("uninstall on a host with real iptables", () => {
     expect(loaded).toContain(":KILO-NAT");
     expect(loaded).toContain("-j KILO-IPIP");
 
+    await node.run(`sh -s`, { input: renderStagingScript() });
+    await node.run(`cat > ${STAGED_CONFIG}`, { input: `token: staged-${"6".repeat(40)}\n` });
     const script = renderUninstallScript("agent");
     const first = await node.exec("sh -s", { input: script, timeoutMs: 120000 });
     expect(first.stderr + first.stdout).not.toMatch(/warning: could not remove Kilo/);
@@ -114,6 +118,10 @@ describeReal("uninstall on a host with real iptables", () => {
     expect(after.v6).not.toContain("Kilo: ");
     // Exactly what was there before Kilo: nothing of the operator's is lost or reordered.
     expect(after).toEqual(before);
+
+    // Our state directory went, with an uploaded config whose install never ran (a failed upload or step).
+    expect(await node.run(`ls -A ${STAGING_DIR} 2>/dev/null || true`)).toBe("");
+    expect((await node.exec(`test -e ${STATE_DIR}`)).code).toBe(1);
 
     // Idempotent: a second run finds nothing of Kilo's and changes nothing.
     const second = await node.exec("sh -s", { input: script, timeoutMs: 120000 });

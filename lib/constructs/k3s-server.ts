@@ -21,6 +21,12 @@ import { fetchProgramFile } from "../deploy/fetch-program";
 /** Apps whose TerraformOutputs are checked for secrets shown without `sensitive: true` (once each). */
 const outputsChecked = new WeakSet<object>();
 
+/** Where the kubeconfig fetch keeps a server's admin credentials, relative to Terraform's working directory. */
+const secretsPath = (server: K3sServer) => `.cdktf-k3s-kilo-secrets/${server.node.addr}.json`;
+/** Removes the file named by its argument, then its directory if that is now empty. */
+const REMOVE_SECRETS_JS = "const fs=require('fs'),path=require('path');const f=process.argv[1];" +
+  "fs.rmSync(f,{force:true});try{fs.rmdirSync(path.dirname(f))}catch(e){}";
+
 /**
  * Settings of a K3s server.
  */
@@ -417,6 +423,19 @@ export class K3sServer extends K3sNode {
         connection: destroyTimeConnection(h),
       },
     });
+    if (root === this) {
+      // Once the cluster is gone, so are the admin credentials the kubeconfig fetch keeps on the
+      // deploying machine. Node, which the fetch needs anyway, removes the file (and the directory
+      // once it is empty) the same way on every OS; the path is relative to Terraform's working
+      // directory, as the fetch's is.
+      destroy.push({
+        "local-exec": {
+          when: "destroy",
+          interpreter: ["node", "-e", REMOVE_SECRETS_JS],
+          command: secretsPath(this),
+        },
+      });
+    }
     this._wireInstall(config, this._installSettings(props),
       joining ? connectionDescription(root.host, "server_") : {},
       destroy,
@@ -445,7 +464,7 @@ export class K3sServer extends K3sNode {
     // prints only public parts; the secret ones go to a 0600 file in a 0700 directory beside the
     // directory under Terraform's working directory, read back through local_sensitive_file, whose
     // content is sensitive.
-    const secretsFile = Fn.abspath(`.cdktf-k3s-kilo-secrets/${this.node.addr}.json`);
+    const secretsFile = Fn.abspath(secretsPath(this));
     // The program is copied into the stack's output and run from there (a path relative to the
     // stack directory, where Terraform runs): the library's own location need not outlive synth.
     const program = new TerraformAsset(this, "credentials-program", { path: fetchProgramFile(), type: AssetType.FILE });

@@ -102,7 +102,9 @@ export interface SshConnection {
    * Where Terraform uploads remote scripts: an absolute path of letters, digits, `.`, `_`, `-`
    * and `/` containing `%RAND%`. Set it on hosts whose /tmp is mounted noexec, and on hosts with
    * untrusted local users: Terraform makes the uploaded script world-writable (0777) while it
-   * runs, so put it in a directory only the login user can enter (e.g. /root/.cache/terraform_%RAND%.sh).
+   * runs, so put it in a directory only the login user can enter, which must exist before the
+   * first deploy (Terraform cannot make one without uploading a script the same way): for example
+   * /root/.terraform-scripts/terraform_%RAND%.sh, the directory made 0700 by your image or cloud-init.
    * @default "/tmp/terraform_%RAND%.sh" (Terraform's default)
    */
   readonly scriptPath?: string;

@@ -137,8 +137,8 @@ export function checkUrl(value: string): string | undefined {
   const userinfo = urlUserinfo(shape);
   if (userinfo) {
     return `"${maskUserinfo(shape)}" carries credentials (${userinfo.password !== undefined ? "user:password" : "a user name or token"} before the @): ` +
-      "they would be written into cdk.tf.json and every saved plan, onto curl's command line on every host (where any local user sees them in ps), " +
-      "into a file on each host and into the message of a failed download. Serve the script from a URL that needs no credentials " +
+      "they would be written into cdk.tf.json and every saved plan, into the script Terraform uploads to every host (world-readable while it runs) " +
+      "and into a file on each host. Serve the script from a URL that needs no credentials " +
       "(a mirror inside your network, or a copy on each host as file:///path) and pin its content with install.scriptSha256" +
       (userinfo.password === undefined ? ` (an @ that belongs to the path is written %40)` : "");
   }
@@ -409,9 +409,10 @@ export function checkDatastoreEndpoint(value: string): string | undefined {
 }
 
 /**
- * Why the datastore endpoint's traffic may cross the network unencrypted, and the fix, or undefined:
- * etcd over http://, PostgreSQL with an sslmode that allows plaintext (pgx's default, prefer, falls
- * back to it), MySQL without TLS. Only literal parts are read; an endpoint on the same host is not
+ * Why the datastore endpoint's traffic may cross the network unencrypted or to an impostor, and the
+ * fix, or undefined: etcd over http://, PostgreSQL with an sslmode that allows plaintext (pgx's
+ * default, prefer, falls back to it) or encrypts unverified (require), MySQL without TLS or with
+ * tls=skip-verify. Only literal parts are read; an endpoint on the same host is not
  * named. `tlsFiles`: datastore-cafile/-certfile/-keyfile are set, which makes K3s (kine) use TLS
  * with verification when the endpoint names no mode.
  */
@@ -436,6 +437,7 @@ export function datastorePlaintextRisk(value: string, tlsFiles: boolean): { risk
   // A missing parameter is certainly missing only when no Terraform value could add it.
   const certainlyAbsent = !afterUserinfo.includes(UNKNOWN) && !tlsFiles;
   const fallsBack = "which falls back to plaintext when the server or anyone on the way declines TLS";
+  const unverified = "which encrypts but never checks the server's certificate: anyone on the way can pose as the datastore";
   if (scheme === "http") {
     return { risk: "http:// reaches etcd in plaintext", fix: "use https:// with datastore-cafile, datastore-certfile and datastore-keyfile in extraConfig" };
   }
@@ -445,6 +447,7 @@ export function datastorePlaintextRisk(value: string, tlsFiles: boolean): { risk
     if (tls === undefined) return certainlyAbsent ? { risk: "has no tls parameter, so K3s's MySQL driver talks to the server in plaintext", fix } : undefined;
     if (tls === "false") return { risk: "has tls=false, which never encrypts", fix };
     if (tls === "preferred") return { risk: `has tls=preferred, ${fallsBack}`, fix };
+    if (tls === "skip-verify") return { risk: `has tls=skip-verify, ${unverified}`, fix: "use tls=true, which checks the server's certificate (with datastore-cafile in extraConfig when it comes from a private CA)" };
     return undefined;
   }
   const fix = "add sslmode=verify-full (with datastore-cafile in extraConfig when the server's certificate comes from a private CA)";
@@ -454,6 +457,7 @@ export function datastorePlaintextRisk(value: string, tlsFiles: boolean): { risk
   }
   if (mode === "disable") return { risk: "has sslmode=disable: PostgreSQL traffic in plaintext", fix };
   if (mode === "allow" || mode === "prefer") return { risk: `has sslmode=${mode}, ${fallsBack}`, fix };
+  if (mode === "require") return { risk: `has sslmode=require, ${unverified}`, fix };
   return undefined;
 }
 

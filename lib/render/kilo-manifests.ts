@@ -220,14 +220,18 @@ export function kiloPeerCrd(): KubeObject {
 // RBAC
 
 /**
- * Exactly what kg 0.7.0 needs, no more (manifests/kilo-k3s.yaml): it lists and watches Nodes and
- * patches its own annotations onto them; lists and watches Peers; and reads the Peer CRD once at
- * start (pkg/k8s/backend.go checks it exists).
+ * What kg 0.7.0 needs, no more (manifests/kilo-k3s.yaml): it lists and watches Nodes and patches
+ * its own annotations onto them; lists and watches Peers; and reads the Peer CRD once at start, by
+ * name (pkg/k8s/backend.go checks it exists), so that read is limited to that one CRD.
+ *
+ * Not narrower: `patch` on nodes cannot name "the pod's own node" (one ServiceAccount serves every
+ * node's pod, and resourceNames are fixed names), and list/watch ignore resourceNames. So kg on any
+ * node may patch every Node object; docs/kilo.md says what that allows.
  */
 const RULES: IPolicyRule[] = [
   { apiGroups: [""], resources: ["nodes"], verbs: ["list", "patch", "watch"] },
   { apiGroups: [PEER_GROUP], resources: ["peers"], verbs: ["list", "watch"] },
-  { apiGroups: ["apiextensions.k8s.io"], resources: ["customresourcedefinitions"], verbs: ["get"] },
+  { apiGroups: ["apiextensions.k8s.io"], resources: ["customresourcedefinitions"], resourceNames: [PEER_CRD_NAME], verbs: ["get"] },
 ];
 export const KILO_CLUSTER_ROLE_RULES: ReadonlyArray<KubeObject> = RULES;
 
@@ -245,7 +249,7 @@ export function kiloClusterRole(): KubeObject {
     apiVersion: "rbac.authorization.k8s.io/v1",
     kind: "ClusterRole",
     metadata: { name: KILO_NAME, labels: { ...LABELS, ...MANAGED_BY } },
-    rules: RULES.map((r) => ({ ...r, apiGroups: [...r.apiGroups!], resources: [...r.resources!], verbs: [...r.verbs] })),
+    rules: RULES.map((r) => ({ ...r, apiGroups: [...r.apiGroups!], resources: [...r.resources!], ...(r.resourceNames ? { resourceNames: [...r.resourceNames] } : {}), verbs: [...r.verbs] })),
   };
   return role;
 }

@@ -7,7 +7,8 @@
  *   `cdktf-k3s-kilo/rolling`: at most `maxUnavailable` nodes carry it; taking one is done under
  *   flock on the server, so agents started together by Terraform cannot both take the last slot.
  * - after: when the node carries the label, wait (bounded) for it to be Ready again, uncordon it
- *   and give the slot back.
+ *   and give the slot back. A node the operator had cordoned before the rollout (the label's value
+ *   is then KEEP_CORDONED) is left cordoned.
  *
  * A restart is needed only when what K3s runs changes. `inputs` is a digest of exactly that (the
  * agent's version, installer and config); after a successful step it is recorded on the server, and
@@ -24,6 +25,8 @@ import { joinScript, nodeReadyFunction, ScriptParts, scriptParts, shq, STATE_DIR
 
 /** The node label that marks a node as being restarted by a rollout. */
 export const ROLLING_LABEL = "cdktf-k3s-kilo/rolling";
+/** The label's value when the node was cordoned before the rollout: it stays cordoned after. */
+export const KEEP_CORDONED = "keep-cordoned";
 
 export interface RolloutSettings {
   /** The agent's Kubernetes node name. */
@@ -71,6 +74,7 @@ export function rolloutBeforeParts(s: RolloutSettings): ScriptParts {
     `INPUTS=${shq(s.inputs)}`,
   ], [
     `LABEL=${ROLLING_LABEL}`,
+    `KEEP_CORDONED=${KEEP_CORDONED}`,
     `LOCK=${STATE_DIR}/rollout.lock`,
     ...RECORD_LINES,
     "if [ ! -x /usr/local/bin/k3s ]; then",
@@ -87,6 +91,10 @@ export function rolloutBeforeParts(s: RolloutSettings): ScriptParts {
     "  exit 0",
     "fi",
     `install -d -m 0755 ${STATE_DIR}`,
+    "# A node the operator cordoned stays cordoned after its restart: the slot's label value says so.",
+    "# Read before the slot is taken; a re-run that already holds the slot keeps the first value.",
+    `unschedulable=$(${KUBECTL} get node "$NODE" -o 'jsonpath={.spec.unschedulable}') || fail "cannot read whether $NODE is cordoned; nothing was changed"`,
+    "if [ \"$unschedulable\" = true ]; then slot_value=$KEEP_CORDONED; else slot_value=true; fi",
     "# Take a slot: under the lock, count the nodes holding one; ours may already hold one (a re-run).",
     "take_slot() {",
     "  (",
@@ -95,7 +103,7 @@ export function rolloutBeforeParts(s: RolloutSettings): ScriptParts {
     "    if printf '%s\\n' \"$holders\" | grep -qx \"node/$NODE\"; then exit 0; fi",
     "    count=$(printf '%s\\n' \"$holders\" | grep -c '^node/' || true)",
     "    [ \"$count\" -lt \"$MAX_UNAVAILABLE\" ] || exit 1",
-    `    ${KUBECTL} label node "$NODE" "$LABEL=true" --overwrite >/dev/null`,
+    `    ${KUBECTL} label node "$NODE" "$LABEL=$slot_value" --overwrite >/dev/null`,
     "  ) 9>\"$LOCK\"",
     "}",
     "start=$(date +%s)",
@@ -130,6 +138,7 @@ export function rolloutAfterParts(s: RolloutSettings): ScriptParts {
   ], [
     WAIT_FOR_FUNCTION,
     `LABEL=${ROLLING_LABEL}`,
+    `KEEP_CORDONED=${KEEP_CORDONED}`,
     ...RECORD_LINES,
     "# Recorded only once the agent's step succeeded: the next step with these inputs skips the drain.",
     "record_inputs() {",
@@ -147,9 +156,15 @@ export function rolloutAfterParts(s: RolloutSettings): ScriptParts {
     "fi",
     nodeReadyFunction(KUBECTL),
     "wait_for \"$READY_TIMEOUT\" \"node $NODE to be Ready after its restart\" node_ready \"$NODE\"",
-    `${KUBECTL} uncordon "$NODE" >/dev/null`,
-    `${KUBECTL} label node "$NODE" "$LABEL-" >/dev/null`,
-    "log \"rollout: $NODE is Ready and schedulable again; slot released\"",
+    `kept=$(${KUBECTL} get nodes -l "$LABEL=$KEEP_CORDONED" -o name) || fail "cannot list the nodes labelled $LABEL=$KEEP_CORDONED on this server; $NODE may still be cordoned"`,
+    "if printf '%s\\n' \"$kept\" | grep -qx \"node/$NODE\"; then",
+    `  ${KUBECTL} label node "$NODE" "$LABEL-" >/dev/null`,
+    "  log \"rollout: $NODE is Ready; it was cordoned before the rollout; left cordoned (uncordon it yourself when you want); slot released\"",
+    "else",
+    `  ${KUBECTL} uncordon "$NODE" >/dev/null`,
+    `  ${KUBECTL} label node "$NODE" "$LABEL-" >/dev/null`,
+    "  log \"rollout: $NODE is Ready and schedulable again; slot released\"",
+    "fi",
     "record_inputs",
     "",
   ].join("\n"));

@@ -22,8 +22,9 @@ export function shq(value: string | number | boolean): string {
 }
 
 /**
- * The first lines of every script: the shell, errexit/nounset, and re-running the script as root
- * through `sudo -n` when the login user is not root. `sudo -n` never prompts; a user that needs a
+ * The first lines of every script: the shell, errexit/nounset, re-running the script as root
+ * through `sudo -n` when the login user is not root, and `cd /`: remote-exec starts in the login
+ * user's home, which that user (or whoever got a file into it) controls. `sudo -n` never prompts; a user that needs a
  * password gets a message that says so instead of "a terminal is required".
  */
 export function scriptHeader(purpose: string): string {
@@ -44,6 +45,11 @@ const HEADER_REST = [
   "  fi",
   "  exec sudo -n /bin/sh \"$0\" \"$@\"",
   "fi",
+  "# Root from here on: leave the login user's directory, so nothing run below reads from it, and",
+  "# drop what would make a Python program (ufw is one) import modules from elsewhere.",
+  "cd /",
+  "unset PYTHONPATH PYTHONHOME PYTHONSTARTUP PYTHONUSERBASE",
+  "export PYTHONNOUSERSITE=1",
   "umask 077",
   "log() { printf 'cdktf-k3s-kilo [%s]: %s\\n' \"$(hostname)\" \"$*\"; }",
   "fail() { printf 'cdktf-k3s-kilo [%s]: error: %s\\n' \"$(hostname)\" \"$*\" >&2; exit 1; }",

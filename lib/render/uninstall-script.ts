@@ -4,7 +4,6 @@
  * that failed halfway can simply run again.
  */
 import { scriptHeader, shq, STATE_DIR } from "./shell";
-import { serviceName } from "./install-script";
 
 /** Drain an agent (bounded) and delete its Node object. Runs on the server. */
 export function renderDrainScript(nodeName: string, drainTimeoutSeconds: number): string {
@@ -111,9 +110,9 @@ export function renderUninstallScript(role: "server" | "agent"): string {
     ...GUARD_CLEANUP,
     "rm -rf /var/lib/kilo",
     "rm -f /etc/cni/net.d/10-kilo.conflist",
-    `rm -f ${STATE_DIR}/${serviceName(role)}.sha256`,
-    // A server keeps the rollout lock and the agents' last rollout inputs (render/rollout-script.ts).
-    ...(role === "server" ? [`rm -rf ${STATE_DIR}/rollout ${STATE_DIR}/rollout.lock`] : []),
+    "# Our own state goes too: fingerprints, the kept install script, the rollout lock and records",
+    "# (servers), and a config upload whose install never ran (it holds the tokens).",
+    `rm -rf ${STATE_DIR}`,
     `log "K3s ${role} and Kilo removed from this host"`,
     "",
   ].join("\n");
