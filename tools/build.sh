@@ -41,7 +41,8 @@ main_module_tools=(
 
 # The Kubernetes commands, built together as dependencies of tools/kube (see its tools.go).
 kube_release=1.33.4
-kube_commands=(kube-apiserver kube-controller-manager kube-scheduler)
+# kubectl: the tests talk to the API with it as a user would (test/e2e-kubeconfig.test.ts).
+kube_commands=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
 
 started=$(date +%s)
 # Run "$@" building into a fresh temporary directory under $1's parent, then move it to $1.
@@ -78,7 +79,9 @@ done
 
 kube_version=$(cd "$here/kube" && go list -m -f '{{.Version}}' k8s.io/kubernetes)
 dest="$cache/kubernetes/$kube_release-$kube_version-$goversion"
-if [ ! -x "$dest/kube-apiserver" ]; then
+kube_missing=
+for c in "${kube_commands[@]}"; do [ -x "$dest/$c" ] || kube_missing=1; done
+if [ -n "$kube_missing" ]; then
   start=$(date +%s)
   ldflags="-s -w"
   for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do

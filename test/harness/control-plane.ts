@@ -9,7 +9,8 @@
  * DaemonSet controller creating pods), the scheduler binding them. What is simulated, by kwok:
  * Nodes' kubelets (heartbeats, Ready) and pods' containers (a pod is marked Running; nothing runs).
  *
- * Ports are picked free on 127.0.0.1; the controller manager and the scheduler serve no port of
+ * Ports are picked free on 127.0.0.1 (or on `bindAddress`, e.g. a lab's bridge address, so a lab host
+ * can reach the API); the controller manager and the scheduler serve no port of
  * their own (`--secure-port=0`). Every process runs in its own process group and is killed by id in
  * stop(); its log stays in the directory until then (printed when a wait fails).
  */
@@ -21,13 +22,31 @@ import { tmpdir } from "os";
 import { join } from "path";
 import { builtTools } from "./terraform-env";
 
+export interface ControlPlaneOptions {
+  /**
+   * The address kube-apiserver binds and advertises, and every client of it here connects to.
+   * @default "127.0.0.1"
+   */
+  readonly bindAddress?: string;
+  /**
+   * More IP addresses the API server's serving certificate is valid for (beyond 127.0.0.1 and
+   * bindAddress): the address a client is forwarded from, e.g. a lab host's.
+   * @default - none
+   */
+  readonly extraIpSans?: string[];
+}
+
 export interface ControlPlane {
   readonly dir: string;
-  /** https://127.0.0.1:<port> */
+  /** https://<bindAddress>:<port> */
   readonly server: string;
+  readonly port: number;
   /** An admin kubeconfig (system:masters), certificates inline. */
   readonly kubeconfig: string;
   readonly caPem: string;
+  /** The admin (system:masters) client certificate and key, PEM. */
+  readonly adminCertPem: string;
+  readonly adminKeyPem: string;
   /** GET/POST/… with the admin client certificate; resolves to the parsed JSON body and status. */
   api(method: string, path: string, body?: unknown, contentType?: string): Promise<{ status: number; body: any }>;
   /** Poll `check` every 250 ms until it returns a truthy value, at most `seconds`; then throw with `what`. */
@@ -40,17 +59,17 @@ export interface ControlPlane {
 const NODE_CIDR = "10.42.0.0/16";
 const SERVICE_CIDR = "10.43.0.0/16";
 
-function tool(name: string): string {
+export function tool(name: string): string {
   const t = builtTools().find((x) => x.name === name);
   if (!t) throw new Error(`tools/build.sh built no ${name}`);
   return t.binary;
 }
 
-async function freePort(): Promise<number> {
+async function freePort(address: string): Promise<number> {
   return new Promise((resolveP, reject) => {
     const s = createServer();
     s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
+    s.listen(0, address, () => {
       const port = (s.address() as { port: number }).port;
       s.close(() => resolveP(port));
     });
@@ -58,7 +77,7 @@ async function freePort(): Promise<number> {
 }
 
 /** A CA, serving and client certificates, and the service-account key pair, made with openssl. */
-function makePki(pki: string, apiPort: number): void {
+function makePki(pki: string, address: string, apiPort: number, extraIpSans: string[]): void {
   const ssl = (...args: string[]) => execFileSync("openssl", args, { cwd: pki, stdio: ["ignore", "ignore", "pipe"] });
   const ca = (name: string, cn: string) => ssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
     "-keyout", `${name}.key`, "-out", `${name}.crt`, "-days", "2", "-subj", `/CN=${cn}`,
@@ -73,7 +92,8 @@ function makePki(pki: string, apiPort: number): void {
   ca("ca", "test control plane CA");
   ca("front-proxy-ca", "test front-proxy CA");
   sign("ca", "apiserver", "/CN=kube-apiserver", "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n" +
-    "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,IP:10.43.0.1,DNS:localhost,DNS:kubernetes.default.svc\n");
+    `extendedKeyUsage=serverAuth\nsubjectAltName=${[...new Set(["127.0.0.1", address, ...extraIpSans])].map((a) => `IP:${a}`).join(",")},` +
+    "IP:10.43.0.1,DNS:localhost,DNS:kubernetes.default.svc\n");
   sign("ca", "admin", "/O=system:masters/CN=test-admin", client);
   sign("ca", "controller-manager", "/CN=system:kube-controller-manager", client);
   sign("ca", "scheduler", "/CN=system:kube-scheduler", client);
@@ -84,19 +104,21 @@ function makePki(pki: string, apiPort: number): void {
   for (const user of ["admin", "controller-manager", "scheduler"]) {
     writeFileSync(join(pki, `${user}.kubeconfig`), [
       "apiVersion: v1", "kind: Config",
-      "clusters:", "- name: test", "  cluster:", `    server: https://127.0.0.1:${apiPort}`, `    certificate-authority-data: ${b64("ca.crt")}`,
+      "clusters:", "- name: test", "  cluster:", `    server: https://${address}:${apiPort}`, `    certificate-authority-data: ${b64("ca.crt")}`,
       "users:", `- name: ${user}`, "  user:", `    client-certificate-data: ${b64(`${user}.crt`)}`, `    client-key-data: ${b64(`${user}.key`)}`,
       "contexts:", "- name: test", `  context: {cluster: test, user: ${user}}`, "current-context: test", "",
     ].join("\n"), { mode: 0o600 });
   }
 }
 
-export async function startControlPlane(): Promise<ControlPlane> {
+export async function startControlPlane(options: ControlPlaneOptions = {}): Promise<ControlPlane> {
+  const address = options.bindAddress ?? "127.0.0.1";
+  if (!/^\d+\.\d+\.\d+\.\d+$/.test(address)) throw new Error(`control plane: bindAddress ${address}: give an IPv4 address of this machine`);
   const dir = mkdtempSync(join(tmpdir(), "control-plane-"));
   const pki = join(dir, "pki");
   mkdirSync(pki, { mode: 0o700 });
-  const [kinePort, apiPort] = [await freePort(), await freePort()];
-  makePki(pki, apiPort);
+  const [kinePort, apiPort] = [await freePort("127.0.0.1"), await freePort(address)];
+  makePki(pki, address, apiPort, options.extraIpSans ?? []);
   const children: ChildProcess[] = [];
   const logs: string[] = [];
   const start = (name: string, args: string[]) => {
@@ -108,7 +130,7 @@ export async function startControlPlane(): Promise<ControlPlane> {
     children.push(child);
   };
   const p = (f: string) => join(pki, f);
-  const server = `https://127.0.0.1:${apiPort}`;
+  const server = `https://${address}:${apiPort}`;
   const ca = readFileSync(p("ca.crt"));
   const cert = readFileSync(p("admin.crt"));
   const key = readFileSync(p("admin.key"));
@@ -157,7 +179,7 @@ export async function startControlPlane(): Promise<ControlPlane> {
   try {
     start("kine", ["--listen-address", `127.0.0.1:${kinePort}`, "--endpoint", `sqlite://${join(dir, "state.db")}?_journal_mode=WAL&_busy_timeout=30000`, "--metrics-bind-address", "0"]);
     start("kube-apiserver", [
-      "--bind-address=127.0.0.1", `--secure-port=${apiPort}`, "--advertise-address=127.0.0.1",
+      "--bind-address=" + address, `--secure-port=${apiPort}`, "--advertise-address=" + address,
       // Endpoints for the "kubernetes" Service refuse a loopback address; nothing here needs them.
       "--endpoint-reconciler-type=none",
       `--etcd-servers=http://127.0.0.1:${kinePort}`, `--service-cluster-ip-range=${SERVICE_CIDR}`,
@@ -205,5 +227,8 @@ export async function startControlPlane(): Promise<ControlPlane> {
     });
   };
 
-  return { dir, server, kubeconfig: p("admin.kubeconfig"), caPem: ca.toString("utf8"), api, waitFor, addNodes, stop };
+  return {
+    dir, server, port: apiPort, kubeconfig: p("admin.kubeconfig"), caPem: ca.toString("utf8"),
+    adminCertPem: cert.toString("utf8"), adminKeyPem: key.toString("utf8"), api, waitFor, addNodes, stop,
+  };
 }
