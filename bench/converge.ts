@@ -7,6 +7,7 @@
 import { FirewallCluster, nodeRuleSet } from "../lib/render/firewall-rules";
 import { renderBatchedFirewallScript, renderFirewallScript, sharedSources } from "../lib/render/ufw-script";
 import { createLab } from "../test/harness/lab";
+import { CDKTF_LATE_VALUES as LATE } from "../lib/constructs/late-values";
 
 export interface ConvergeTimes { nodes: number; rules: number; batched: Record<Step, number>; perRule: Record<Step, number> }
 export type Step = "fresh" | "no change" | "peer added";
@@ -28,8 +29,8 @@ export function convergeScripts(n: number, batched: boolean): { rules: number; s
   // As PeerFirewall deploys it: the shared peer list, and this node's rules pointing into it.
   const render = (c: FirewallCluster) => {
     const set = nodeRuleSet(c, "agent-0");
-    if (!batched) return renderFirewallScript(set);
-    return renderBatchedFirewallScript(set, sharedSources(c));
+    if (!batched) return renderFirewallScript(set, LATE);
+    return renderBatchedFirewallScript(set, LATE, sharedSources(c));
   };
   const rules = nodeRuleSet(benchCluster(n), "agent-0").rules.length;
   return { rules, scripts: { "fresh": render(benchCluster(n)), "no change": render(benchCluster(n)), "peer added": render(benchCluster(n + 1)) } };

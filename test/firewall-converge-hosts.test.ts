@@ -21,6 +21,7 @@ import { spawnSync } from "child_process";
 import { FirewallCluster, nodeRuleSet } from "../lib/render/firewall-rules";
 import { renderBatchedFirewallScript, renderFirewallScript, sharedSources } from "../lib/render/ufw-script";
 import { createLab, Lab, LabHost } from "./harness/lab";
+import { CDKTF_LATE_VALUES as LATE } from "../lib/constructs/late-values";
 
 jest.setTimeout(1_200_000);
 
@@ -49,7 +50,7 @@ type Path = "batched" | "per-rule";
 function script(path: Path, c: FirewallCluster): string {
   const set = nodeRuleSet(c, "agent-0");
   // As PeerFirewall deploys it: the cluster's shared peer list, and this node's rules pointing into it.
-  return path === "batched" ? renderBatchedFirewallScript(set, sharedSources(c)) : renderFirewallScript(set);
+  return path === "batched" ? renderBatchedFirewallScript(set, LATE, sharedSources(c)) : renderFirewallScript(set, LATE);
 }
 
 /** Everything ufw holds, as text: what must be equal on both hosts after each step. */

@@ -9,6 +9,7 @@ import { join } from "path";
 import { K3sAgent, K3sServer, KiloMesh, PeerFirewall } from "../lib";
 import { renderInstallScript, RESTART_DECISION_DIGEST } from "../lib/render/install-script";
 import { logicalId, newStack, parseRenderedYaml, provisioners, resourceOf, synth, validationErrors } from "./util/synth";
+import { CDKTF_LATE_VALUES as LATE } from "../lib/constructs/late-values";
 
 const ssh = { privateKeyPath: "~/.ssh/id_ed25519" };
 
@@ -408,7 +409,7 @@ describe("rolling agents", () => {
   });
 
   test("the rollout inputs cover the install script's restart decision as rendered", () => {
-    const script = renderInstallScript({ role: "agent", nodeName: "n", version: "v1.33.4+k3s1", installScriptUrl: "https://x", skipDownload: false, installWireguardTools: true, readyTimeoutSeconds: 60 }).split("\n");
+    const script = renderInstallScript({ role: "agent", nodeName: "n", version: "v1.33.4+k3s1", installScriptUrl: "https://x", skipDownload: false, installWireguardTools: true, readyTimeoutSeconds: 60 }, LATE).split("\n");
     const first = script.findIndex((l) => l.startsWith("installer_sha256="));
     const lines = script.slice(first, first + 3);
     expect(lines[1]).toMatch(/^fingerprint=/);

@@ -2,7 +2,7 @@
  * Pinned SSH host keys on the real `terraform` of this machine (1.11.4) against real OpenSSH servers
  * on lab hosts, directly and through a bastion. The stacks hold only Terraform's built-in
  * `terraform_data` (no provider is needed, so `terraform init` works offline) with the connection
- * blocks the constructs emit (lib/host/connection.ts, the same functions K3sNode calls), and a
+ * blocks the constructs emit (lib/constructs/connection.ts, the same functions K3sNode calls), and a
  * remote-exec step that proves the session reached the node. Run under the lab lock:
  *   flock /tmp/cdktf-lab.lock npx jest test/host-keys-terraform.test.ts
  */
@@ -12,7 +12,7 @@ import { tmpdir } from "os";
 import { join } from "path";
 import { App, TerraformStack } from "cdktf";
 import { Host } from "../lib";
-import { connectionDescription, createTimeConnection, destroyTimeConnection } from "../lib/host/connection";
+import { connectionDescription, createTimeConnection, destroyTimeConnection } from "../lib/constructs/connection";
 import { TerraformData } from "../lib/constructs/internal";
 import { createLab, Lab } from "./harness/lab";
 import { synthesizeIn, TerraformCli, terraformBinary } from "./harness/terraform-cli";

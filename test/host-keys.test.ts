@@ -6,7 +6,7 @@
  */
 import { Fn, LocalBackend, S3Backend, TerraformStack, TerraformVariable, Testing } from "cdktf";
 import { K3sAgent, K3sServer, REQUIRE_HOST_KEYS_CONTEXT } from "../lib";
-import { pinnedHopsKnownHosts } from "../lib/host/connection";
+import { pinnedHopsKnownHosts } from "../lib/constructs/connection";
 import { newStack, provisioners, resourceOf, synth, validationErrors } from "./util/synth";
 
 const KEY_A = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";

@@ -16,6 +16,7 @@ import { renderK3sConfig, serverConfig } from "../lib/render/k3s-config";
 import { renderStagingScript, STAGING_DIR, STATE_DIR } from "../lib/render/shell";
 import { createLab, Lab, LabHost } from "./harness/lab";
 import { serveStandIn, STAND_IN_INSTALLER_URL, standInCounts } from "./harness/stand-in";
+import { CDKTF_LATE_VALUES as LATE } from "../lib/constructs/late-values";
 
 jest.setTimeout(300000);
 
@@ -40,7 +41,7 @@ const settings = (sha?: string): InstallSettings => ({
 /** The install step as Terraform runs it: the staging script, then the install script. */
 async function install(sha?: string) {
   await server.run("sh -s", { input: renderStagingScript() });
-  return server.exec("sh -s", { input: renderInstallScript(settings(sha)), timeoutMs: 120000 });
+  return server.exec("sh -s", { input: renderInstallScript(settings(sha), LATE), timeoutMs: 120000 });
 }
 /** The host's copy of the stand-in installer (what the file:// URL points at). */
 const hostCopy = () => join(server.dir, "share", "stand-in", "install.sh");
@@ -55,7 +56,7 @@ describeReal("the install script: pinned sha256 and content fingerprint (stand-i
       nodeName: "server", address: server.address, publicAddressOnInterface: true, labels: {}, taints: [], extraConfig: {},
       token: "t".repeat(48), agentToken: "a".repeat(48), tlsSans: [server.address], clusterCidr: "10.42.0.0/16",
       serviceCidr: "10.43.0.0/16", secretsEncryption: true,
-    }));
+    }, LATE), LATE);
     await server.run("install -d -m 0755 /etc/rancher/k3s && cat > /etc/rancher/k3s/config.yaml && chmod 0600 /etc/rancher/k3s/config.yaml", { input: config });
   });
   afterAll(async () => { await lab?.cleanup(); });
@@ -68,7 +69,7 @@ describeReal("the install script: pinned sha256 and content fingerprint (stand-i
     await server.run(`cat > ${STAGED_CONFIG}`, { input: `token: ${token}\n` });
     await server.run("printf '#!/bin/sh\\necho \"k3s version v1.20.0+k3s1 (0000000)\"\\n' > /usr/local/bin/k3s && chmod 0755 /usr/local/bin/k3s");
     try {
-      const r = await server.exec("sh -s", { input: renderInstallScript(settings()), timeoutMs: 120000 });
+      const r = await server.exec("sh -s", { input: renderInstallScript(settings(), LATE), timeoutMs: 120000 });
       expect(r.stdout + r.stderr).toMatch(/skips a minor release/);
       expect(r.code).not.toBe(0);
     } finally {
@@ -89,7 +90,7 @@ describeReal("the install script: pinned sha256 and content fingerprint (stand-i
     ].join("\n") });
     try {
       const url = "https://mirror.example.com/k3s/install.sh?X-Amz-Signature=sig0123456789";
-      const r = await server.exec("sh -s", { input: renderInstallScript({ ...settings(), installScriptUrl: url }), timeoutMs: 120000 });
+      const r = await server.exec("sh -s", { input: renderInstallScript({ ...settings(), installScriptUrl: url }, LATE), timeoutMs: 120000 });
       expect(r.code).not.toBe(0);
       expect(r.stderr).toMatch(/could not download the K3s install script from https:\/\/mirror\.example\.com\/k3s\/install\.sh \(query not shown\)/);
       expect(r.stdout + r.stderr).not.toContain("sig0123456789");
@@ -101,7 +102,7 @@ describeReal("the install script: pinned sha256 and content fingerprint (stand-i
       await server.run("rm -f /tmp/curl.argv /tmp/curl.stdin");
       const secret = "pw-" + "7".repeat(30);
       for (const withCreds of [`https://deploy:${secret}@mirror.example.com/install.sh`, `https://${secret}@mirror.example.com`]) {
-        const refused = await server.exec("sh -s", { input: renderInstallScript({ ...settings(), installScriptUrl: withCreds }), timeoutMs: 120000 });
+        const refused = await server.exec("sh -s", { input: renderInstallScript({ ...settings(), installScriptUrl: withCreds }, LATE), timeoutMs: 120000 });
         expect(refused.code).not.toBe(0);
         expect(refused.stderr).toMatch(/install\.scriptUrl carries credentials \(user:password or a token before the @ of mirror\.example\.com\): they would reach this host's files and curl's error messages; serve the script from a URL that needs no credentials, or copy it to the hosts and use a file:\/\/ URL; nothing was changed/);
         expect(refused.stdout + refused.stderr).not.toContain(secret);

@@ -4,6 +4,7 @@
  * newcomer can read a layer without the ones above it.
  */
 import { readdirSync, readFileSync } from "fs";
+import { builtinModules } from "module";
 import { dirname, join, normalize, relative } from "path";
 
 const LIB = join(__dirname, "..", "lib");
@@ -46,4 +47,25 @@ test("lower layers never import higher ones", () => {
     .filter((t) => imports.has(t) && rank[t.split("/")[0]] > rank[m.split("/")[0]])
     .map((t) => `${m} -> ${t}`));
   expect(upward).toEqual([]);
+});
+
+test("host and render are pure: they import no cdktf or constructs, only node built-ins and data packages", () => {
+  // The packages these layers use today; a new one belongs here only if it is as pure.
+  const pure = ["yaml", "ipaddr.js", "kubernetes-models"];
+  const seen: string[] = [];
+  const outside = modules.filter((m) => /^(host|render)\//.test(m)).flatMap((m) => {
+    const text = readFileSync(join(LIB, `${m}.ts`), "utf8");
+    const specs = [
+      ...[...text.matchAll(/^(?:import|export)\b[^;]*?from "([^".][^"]*)"/gms)].map((x) => x[1]),
+      ...[...text.matchAll(/\b(?:require|import)\(\s*"([^".][^"]*)"\s*\)/g)].map((x) => x[1]),
+    ];
+    seen.push(...specs);
+    return specs
+      .filter((s) => !builtinModules.includes(s.replace(/^node:/, "")))
+      .filter((s) => !pure.includes(s.startsWith("@") ? s.split("/").slice(0, 2).join("/") : s.split("/")[0]))
+      .map((s) => `${m} imports ${s}`);
+  });
+  // The imports were read: render/k3s-config's yaml and render/firewall-rules' crypto.
+  expect(seen).toEqual(expect.arrayContaining(["yaml", "crypto"]));
+  expect(outside).toEqual([]);
 });

@@ -21,6 +21,7 @@ import { renderBatchedFirewallScript } from "../lib/render/ufw-script";
 import { createLab, Lab, LabHost } from "./harness/lab";
 import { kubeProxyStandInRemoval, kubeProxyStandInRules } from "./util/kube-proxy-stand-in";
 import { newStack, parseRenderedYaml, provisioners, resourceOf, synth } from "./util/synth";
+import { CDKTF_LATE_VALUES as LATE } from "../lib/constructs/late-values";
 
 jest.setTimeout(300000);
 
@@ -103,7 +104,7 @@ describeReal("NodePorts and LoadBalancer ports on a host with ufw and kube-proxy
       adminCidrs: [`${lab.adminAddress}/32`],
       extraRules: [{ port: PUBLIC_PORT, description: "a public service" }],
     }, "node");
-    await node.run("sh -s", { input: renderBatchedFirewallScript(set), timeoutMs: 120000 });
+    await node.run("sh -s", { input: renderBatchedFirewallScript(set, LATE), timeoutMs: 120000 });
     // A pod behind kube-bridge, and a mesh peer behind kilo0.
     madeNetns.push(podNs, meshNs);
     ip("netns", "add", podNs);

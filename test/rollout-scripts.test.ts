@@ -14,6 +14,7 @@ import { renderRolloutAfterScript, renderRolloutBeforeScript, RolloutSettings } 
 import { renderInstallScript, versionStepCheck } from "../lib/render/install-script";
 import { STATE_DIR } from "../lib/render/shell";
 import { shellcheck } from "./util/shellcheck";
+import { CDKTF_LATE_VALUES as LATE } from "../lib/constructs/late-values";
 
 const settings = (nodeName: string, maxUnavailable: number, inputs = "d1"): RolloutSettings => ({
   nodeName, maxUnavailable, drainTimeoutSeconds: 30, slotTimeoutSeconds: 120, readyTimeoutSeconds: 30, inputs,
@@ -83,16 +84,16 @@ function events(): string[][] {
 
 describe("rollout scripts", () => {
   test("pass shellcheck", () => {
-    expect(shellcheck(renderRolloutBeforeScript(settings("agent-1", 2)))).toBe("");
-    expect(shellcheck(renderRolloutAfterScript(settings("agent-1", 2)))).toBe("");
+    expect(shellcheck(renderRolloutBeforeScript(settings("agent-1", 2), LATE))).toBe("");
+    expect(shellcheck(renderRolloutAfterScript(settings("agent-1", 2), LATE))).toBe("");
   });
 
   test.each([1, 2])("six agents started together: at most %i restart at once, each cordoned, drained, restarted, uncordoned in order", (max) => {
     const names = ["a0", "a1", "a2", "a3", "a4", "a5"];
     addNodes(names);
     for (const n of names) {
-      writeFileSync(join(dir, `before-${n}.sh`), localize(renderRolloutBeforeScript(settings(n, max))));
-      writeFileSync(join(dir, `after-${n}.sh`), localize(renderRolloutAfterScript(settings(n, max))));
+      writeFileSync(join(dir, `before-${n}.sh`), localize(renderRolloutBeforeScript(settings(n, max), LATE)));
+      writeFileSync(join(dir, `after-${n}.sh`), localize(renderRolloutAfterScript(settings(n, max), LATE)));
     }
     // What Terraform does with parallelism >= 6: every agent's drain step, its install (here a
     // recorded restart) and its uncordon step, all started at the same moment.
@@ -117,8 +118,8 @@ describe("rollout scripts", () => {
   });
 
   test("a first install (no Node yet) is not drained and takes no slot", () => {
-    writeFileSync(join(dir, "before.sh"), localize(renderRolloutBeforeScript(settings("new-node", 1))));
-    writeFileSync(join(dir, "after.sh"), localize(renderRolloutAfterScript(settings("new-node", 1))));
+    writeFileSync(join(dir, "before.sh"), localize(renderRolloutBeforeScript(settings("new-node", 1), LATE)));
+    writeFileSync(join(dir, "after.sh"), localize(renderRolloutAfterScript(settings("new-node", 1), LATE)));
     const env = { ...process.env, FAKE_STATE: dir };
     const out = execFileSync("sh", [join(dir, "before.sh")], { env, encoding: "utf8" });
     expect(out).toContain("a first install, nothing to drain");
@@ -130,8 +131,8 @@ describe("rollout scripts", () => {
     addNodes(["a0"]);
     const env = { ...process.env, FAKE_STATE: dir };
     const step = (inputs: string) => {
-      writeFileSync(join(dir, "before.sh"), localize(renderRolloutBeforeScript(settings("a0", 1, inputs))));
-      writeFileSync(join(dir, "after.sh"), localize(renderRolloutAfterScript(settings("a0", 1, inputs))));
+      writeFileSync(join(dir, "before.sh"), localize(renderRolloutBeforeScript(settings("a0", 1, inputs), LATE)));
+      writeFileSync(join(dir, "after.sh"), localize(renderRolloutAfterScript(settings("a0", 1, inputs), LATE)));
       rmSync(join(dir, "events.log"), { force: true });
       const out = execFileSync("sh", [join(dir, "before.sh")], { env, encoding: "utf8" });
       execFileSync("sh", [join(dir, "after.sh")], { env, encoding: "utf8" });
@@ -152,7 +153,7 @@ describe("rollout scripts", () => {
     expect(step("d2").what).toEqual([]);
     // A name that is not a plain file name stays inside the record directory.
     addNodes(["x"]);
-    writeFileSync(join(dir, "after.sh"), localize(renderRolloutAfterScript(settings("../../x", 1))));
+    writeFileSync(join(dir, "after.sh"), localize(renderRolloutAfterScript(settings("../../x", 1), LATE)));
     execFileSync("sh", [join(dir, "after.sh")], { env, encoding: "utf8" });
     expect(readdirSync(join(dir, "state", "rollout"))).toHaveLength(2);
   });
@@ -160,8 +161,8 @@ describe("rollout scripts", () => {
   test("no inputs (a file:// installer, read on the host each time): never skipped", () => {
     addNodes(["a0"]);
     const env = { ...process.env, FAKE_STATE: dir };
-    writeFileSync(join(dir, "before.sh"), localize(renderRolloutBeforeScript(settings("a0", 1, ""))));
-    writeFileSync(join(dir, "after.sh"), localize(renderRolloutAfterScript(settings("a0", 1, ""))));
+    writeFileSync(join(dir, "before.sh"), localize(renderRolloutBeforeScript(settings("a0", 1, ""), LATE)));
+    writeFileSync(join(dir, "after.sh"), localize(renderRolloutAfterScript(settings("a0", 1, ""), LATE)));
     for (let i = 0; i < 2; i++) {
       rmSync(join(dir, "events.log"), { force: true });
       execFileSync("sh", [join(dir, "before.sh")], { env, encoding: "utf8" });
@@ -173,7 +174,7 @@ describe("rollout scripts", () => {
   test("the after step fails when it cannot tell whether the node holds a slot, and records nothing", () => {
     addNodes(["a0"]);
     writeFileSync(join(dir, "nodes", "a0", "rolling"), "");
-    writeFileSync(join(dir, "after.sh"), localize(renderRolloutAfterScript(settings("a0", 1))));
+    writeFileSync(join(dir, "after.sh"), localize(renderRolloutAfterScript(settings("a0", 1), LATE)));
     const r = spawnSync("sh", [join(dir, "after.sh")], { env: { ...process.env, FAKE_STATE: dir, FAKE_FAIL_LIST: "1" }, encoding: "utf8", timeout: 60_000 });
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/cannot list the nodes labelled cdktf-k3s-kilo\/rolling on this server; a0 may still be cordoned/);
@@ -184,8 +185,8 @@ describe("rollout scripts", () => {
   test("a failed restart is not recorded: the next step with the same inputs carries on with its slot", () => {
     addNodes(["a0"]);
     const env = { ...process.env, FAKE_STATE: dir };
-    writeFileSync(join(dir, "before.sh"), localize(renderRolloutBeforeScript(settings("a0", 1, "d2"))));
-    writeFileSync(join(dir, "after.sh"), localize(renderRolloutAfterScript(settings("a0", 1, "d2"))));
+    writeFileSync(join(dir, "before.sh"), localize(renderRolloutBeforeScript(settings("a0", 1, "d2"), LATE)));
+    writeFileSync(join(dir, "after.sh"), localize(renderRolloutAfterScript(settings("a0", 1, "d2"), LATE)));
     execFileSync("sh", [join(dir, "before.sh")], { env, encoding: "utf8" });
     // The install failed here: the after step never ran, so nothing was recorded and the slot is held.
     expect(() => readdirSync(join(dir, "state", "rollout"))).toThrow();
@@ -200,8 +201,8 @@ describe("rollout scripts", () => {
     writeFileSync(join(dir, "nodes", "a0", "unschedulable"), "");
     const env = { ...process.env, FAKE_STATE: dir };
     const write = (n: string) => {
-      writeFileSync(join(dir, `before-${n}.sh`), localize(renderRolloutBeforeScript(settings(n, 2))));
-      writeFileSync(join(dir, `after-${n}.sh`), localize(renderRolloutAfterScript(settings(n, 2))));
+      writeFileSync(join(dir, `before-${n}.sh`), localize(renderRolloutBeforeScript(settings(n, 2), LATE)));
+      writeFileSync(join(dir, `after-${n}.sh`), localize(renderRolloutAfterScript(settings(n, 2), LATE)));
     };
     write("a0"); write("a1");
     execFileSync("sh", [join(dir, "before-a0.sh")], { env, encoding: "utf8" });
@@ -211,8 +212,8 @@ describe("rollout scripts", () => {
     expect(readdirSync(join(dir, "nodes", "a0"))).toEqual(["unschedulable"]);
 
     // New inputs, and the restart fails once (no after step): the re-run still leaves a0 cordoned.
-    writeFileSync(join(dir, "before-a0.sh"), localize(renderRolloutBeforeScript(settings("a0", 2, "d2"))));
-    writeFileSync(join(dir, "after-a0.sh"), localize(renderRolloutAfterScript(settings("a0", 2, "d2"))));
+    writeFileSync(join(dir, "before-a0.sh"), localize(renderRolloutBeforeScript(settings("a0", 2, "d2"), LATE)));
+    writeFileSync(join(dir, "after-a0.sh"), localize(renderRolloutAfterScript(settings("a0", 2, "d2"), LATE)));
     rmSync(join(dir, "events.log"), { force: true });
     execFileSync("sh", [join(dir, "before-a0.sh")], { env, encoding: "utf8" });
     execFileSync("sh", [join(dir, "before-a0.sh")], { env, encoding: "utf8" });
@@ -232,7 +233,7 @@ describe("rollout scripts", () => {
 
   test("the before step stops, cordoning nothing, when it cannot tell whether the node is cordoned already", () => {
     addNodes(["a0"]);
-    writeFileSync(join(dir, "before.sh"), localize(renderRolloutBeforeScript(settings("a0", 1))));
+    writeFileSync(join(dir, "before.sh"), localize(renderRolloutBeforeScript(settings("a0", 1), LATE)));
     const r = spawnSync("sh", [join(dir, "before.sh")], { env: { ...process.env, FAKE_STATE: dir, FAKE_FAIL_GET: "1" }, encoding: "utf8", timeout: 60_000 });
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/cannot read whether a0 is cordoned/);
@@ -243,7 +244,7 @@ describe("rollout scripts", () => {
     addNodes(["stuck", "next"]);
     writeFileSync(join(dir, "nodes", "stuck", "rolling"), "");
     const s = { ...settings("next", 1), slotTimeoutSeconds: 4 };
-    writeFileSync(join(dir, "before.sh"), localize(renderRolloutBeforeScript(s)));
+    writeFileSync(join(dir, "before.sh"), localize(renderRolloutBeforeScript(s, LATE)));
     const started = Date.now();
     const r = spawnSync("sh", [join(dir, "before.sh")], { env: { ...process.env, FAKE_STATE: dir }, encoding: "utf8", timeout: 60_000 });
     expect(r.status).toBe(1);
@@ -279,14 +280,14 @@ describe("one minor release at a time", () => {
   });
 
   test("part of the install script, before anything is installed", () => {
-    const script = renderInstallScript({ role: "agent", nodeName: "n", version: "v1.33.4+k3s1", installScriptUrl: "https://get.k3s.io", skipDownload: false, installWireguardTools: true, readyTimeoutSeconds: 300 });
+    const script = renderInstallScript({ role: "agent", nodeName: "n", version: "v1.33.4+k3s1", installScriptUrl: "https://get.k3s.io", skipDownload: false, installWireguardTools: true, readyTimeoutSeconds: 300 }, LATE);
     expect(script.indexOf("skips a minor release")).toBeGreaterThan(0);
     expect(script.indexOf("skips a minor release")).toBeLessThan(script.indexOf("wireguard-tools"));
     expect(shellcheck(script)).toBe("");
   });
 
   test("a config-only change restarts K3s: the installer is told to restart even when its binary is unchanged", () => {
-    const script = renderInstallScript({ role: "server", nodeName: "n", version: "v1.33.4+k3s1", installScriptUrl: "https://get.k3s.io", skipDownload: false, installWireguardTools: true, readyTimeoutSeconds: 300 });
+    const script = renderInstallScript({ role: "server", nodeName: "n", version: "v1.33.4+k3s1", installScriptUrl: "https://get.k3s.io", skipDownload: false, installWireguardTools: true, readyTimeoutSeconds: 300 }, LATE);
     const force = script.indexOf("export INSTALL_K3S_FORCE_RESTART=true");
     expect(force).toBeGreaterThan(0);
     expect(force).toBeLessThan(script.indexOf("INSTALL_K3S_EXEC=\"$ROLE\""));

@@ -3,9 +3,11 @@
  * bounded, user values quoted. Their behaviour on real hosts is in the e2e tests.
  */
 import { renderInstallScript, InstallSettings } from "../lib/render/install-script";
-import { renderStagingScript, shq } from "../lib/render/shell";
+import { Fn } from "cdktf";
+import { renderStagingScript, shq, shqLiteral } from "../lib/render/shell";
 import { renderDrainScript, renderUninstallScript } from "../lib/render/uninstall-script";
 import { shellcheck } from "./util/shellcheck";
+import { CDKTF_LATE_VALUES as LATE } from "../lib/constructs/late-values";
 
 const base: InstallSettings = {
   role: "server", nodeName: "node-1", version: "v1.33.4+k3s1", installScriptUrl: "https://get.k3s.io",
@@ -13,11 +15,11 @@ const base: InstallSettings = {
 };
 
 const scripts: Array<[string, string]> = [
-  ["server install", renderInstallScript(base)],
-  ["agent install", renderInstallScript({ ...base, role: "agent" })],
-  ["air-gapped install without WireGuard tools", renderInstallScript({ ...base, skipDownload: true, installWireguardTools: false, installScriptUrl: "file:///opt/k3s/install.sh" })],
+  ["server install", renderInstallScript(base, LATE)],
+  ["agent install", renderInstallScript({ ...base, role: "agent" }, LATE)],
+  ["air-gapped install without WireGuard tools", renderInstallScript({ ...base, skipDownload: true, installWireguardTools: false, installScriptUrl: "file:///opt/k3s/install.sh" }, LATE)],
   ["staging", renderStagingScript()],
-  ["drain", renderDrainScript("node-1", 120)],
+  ["drain", renderDrainScript("node-1", 120, LATE)],
   ["server uninstall", renderUninstallScript("server")],
   ["agent uninstall", renderUninstallScript("agent")],
 ];
@@ -47,11 +49,18 @@ describe.each(scripts)("the %s script", (_name, script) => {
 
 describe("quoting", () => {
   test("a hostile node name stays one literal word", () => {
-    expect(renderDrainScript("it's-$(reboot)", 5)).toContain("NODE='it'\\''s-$(reboot)'");
+    expect(renderDrainScript("it's-$(reboot)", 5, LATE)).toContain("NODE='it'\\''s-$(reboot)'");
   });
 
   test("shq escapes single quotes for literal values", () => {
-    expect(shq("a'b")).toBe("'a'\\''b'");
-    expect(shq("$HOME")).toBe("'$HOME'");
+    expect(shq("a'b", LATE)).toBe("'a'\\''b'");
+    expect(shq("$HOME", LATE)).toBe("'$HOME'");
+  });
+
+  test("shq leaves a Terraform value to Terraform's replace(); shqLiteral refuses one", () => {
+    const token = Fn.lower("${var.name}");
+    expect(shq(token, LATE)).not.toBe(`'${token}'`);
+    expect(() => shqLiteral(token)).toThrow(/shqLiteral was given a Terraform value/);
+    expect(shqLiteral("a'b")).toBe("'a'\\''b'");
   });
 });

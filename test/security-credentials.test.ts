@@ -12,11 +12,12 @@ import { App, Fn, TerraformOutput, TerraformStack, TerraformVariable } from "cdk
 import { parse } from "yaml";
 import { K3sServer } from "../lib";
 import { TerraformData, terraformLiteral } from "../lib/constructs/internal";
-import { createTimeConnection } from "../lib/host/connection";
+import { createTimeConnection } from "../lib/constructs/connection";
 import { renderK3sConfig, serverConfig } from "../lib/render/k3s-config";
 import { createLab, Lab } from "./harness/lab";
 import { serveStandIn, STAND_IN_INSTALLER_URL } from "./harness/stand-in";
 import { synthesizeIn, TerraformCli, terraformBinary } from "./harness/terraform-cli";
+import { CDKTF_LATE_VALUES as LATE } from "../lib/constructs/late-values";
 
 jest.setTimeout(600000);
 
@@ -40,9 +41,9 @@ async function renderedByTerraform(name: string, encode?: (v: string) => string)
     nodeName: nodeName.stringValue, address: "203.0.113.10", publicAddressOnInterface: true, labels: {}, taints: [],
     extraConfig: {}, token: token.stringValue, agentToken: token.stringValue, tlsSans: ["203.0.113.10"],
     clusterCidr: "10.42.0.0/16", serviceCidr: "10.43.0.0/16", secretsEncryption: true,
-  });
+  }, LATE);
   // The same call K3sNode makes (k3s-node.ts _wireInstall), then the same literal escaping.
-  const text = terraformLiteral(encode ? renderK3sConfig(config, encode) : renderK3sConfig(config, (v) => Fn.jsonencode(v)));
+  const text = terraformLiteral(encode ? renderK3sConfig(config, LATE, encode) : renderK3sConfig(config, LATE, (v) => Fn.jsonencode(v)));
   new TerraformOutput(stack, "config", { value: text, sensitive: true });
   synthesizeIn(work, () => app.synth());
   const tf = new TerraformCli(join(work, name, "stacks", name));

@@ -8,6 +8,7 @@ import { App, Fn, TerraformStack, TerraformVariable, Testing } from "cdktf";
 import { K3sAgent, K3sServer, KiloMesh, MeshGranularity, PeerFirewall } from "../lib";
 import { renderK3sConfig } from "../lib/render/k3s-config";
 import { newStack, parseRenderedYaml, provisioners, resourceOf, synth } from "./util/synth";
+import { CDKTF_LATE_VALUES as LATE } from "../lib/constructs/late-values";
 
 const ssh = { privateKeyPath: "~/.ssh/id_ed25519" };
 const SECRET = "hunter2";
@@ -256,7 +257,7 @@ describe("7. Terraform values inside extraConfig stay inside jsonencode()", () =
     hostile++;
     const c = cluster();
     const token = c.str("evil");
-    const yaml = renderK3sConfig({ "x": { nested: [token] } } as any, (v) => `ENC(${JSON.stringify(v)})`);
+    const yaml = renderK3sConfig({ "x": { nested: [token] } } as any, LATE, (v) => `ENC(${JSON.stringify(v)})`);
     expect(yaml).toContain(`ENC(${JSON.stringify(token)})`);
     expect(yaml).not.toMatch(/- "\$\{TfToken/);
   });

@@ -10,6 +10,7 @@ import { rolloutAfterParts, rolloutBeforeParts, RolloutSettings } from "../lib/r
 import { joinScript, ScriptParts, stagingScriptParts } from "../lib/render/shell";
 import { newStack, synth } from "./util/synth";
 import { shellcheck } from "./util/shellcheck";
+import { CDKTF_LATE_VALUES as LATE } from "../lib/constructs/late-values";
 
 const ssh = { privateKeyPath: "~/.ssh/id_ed25519" };
 const install: InstallSettings = {
@@ -25,12 +26,12 @@ const otherInstall: Partial<InstallSettings> = {
 
 // Each script for two nodes that differ in every parameter the script has.
 const pairs: Array<[string, ScriptParts, ScriptParts]> = [
-  ["agent install", installScriptParts(install), installScriptParts({ ...install, ...otherInstall })],
-  ["server install", installScriptParts({ ...install, role: "server" }), installScriptParts({ ...install, ...otherInstall, role: "server" })],
-  ["agent install without wireguard-tools", installScriptParts({ ...install, installWireguardTools: false }), installScriptParts({ ...install, ...otherInstall, installWireguardTools: false })],
+  ["agent install", installScriptParts(install, LATE), installScriptParts({ ...install, ...otherInstall }, LATE)],
+  ["server install", installScriptParts({ ...install, role: "server" }, LATE), installScriptParts({ ...install, ...otherInstall, role: "server" }, LATE)],
+  ["agent install without wireguard-tools", installScriptParts({ ...install, installWireguardTools: false }, LATE), installScriptParts({ ...install, ...otherInstall, installWireguardTools: false }, LATE)],
   ["staging", stagingScriptParts(), stagingScriptParts()],
-  ["rollout before", rolloutBeforeParts(rollout), rolloutBeforeParts({ nodeName: "x'y", maxUnavailable: 3, drainTimeoutSeconds: 5, slotTimeoutSeconds: 7, readyTimeoutSeconds: 9, inputs: "d2" })],
-  ["rollout after", rolloutAfterParts(rollout), rolloutAfterParts({ ...rollout, nodeName: "other", readyTimeoutSeconds: 11, inputs: "d2" })],
+  ["rollout before", rolloutBeforeParts(rollout, LATE), rolloutBeforeParts({ nodeName: "x'y", maxUnavailable: 3, drainTimeoutSeconds: 5, slotTimeoutSeconds: 7, readyTimeoutSeconds: 9, inputs: "d2" }, LATE)],
+  ["rollout after", rolloutAfterParts(rollout, LATE), rolloutAfterParts({ ...rollout, nodeName: "other", readyTimeoutSeconds: 11, inputs: "d2" }, LATE)],
 ];
 
 describe.each(pairs)("the %s script, split", (_name, a, b) => {
@@ -67,10 +68,10 @@ describe.each(pairs)("the %s script, split", (_name, a, b) => {
 });
 
 test("a token parameter stays in the node's part, quoted by Terraform", () => {
-  const parts = installScriptParts({ ...install, nodeName: Fn.lower("${var.name}") as string });
+  const parts = installScriptParts({ ...install, nodeName: Fn.lower("${var.name}") as string }, LATE);
   expect(parts.node).toMatch(/NODE_NAME='\$\{TfToken\[/);
   expect(parts.program).not.toMatch(/TfToken/);
-  expect(renderInstallScript({ ...install, nodeName: "n" })).toEqual(joinScript(installScriptParts({ ...install, nodeName: "n" })));
+  expect(renderInstallScript({ ...install, nodeName: "n" }, LATE)).toEqual(joinScript(installScriptParts({ ...install, nodeName: "n" }, LATE)));
 });
 
 test("a stack emits each program once and every node step refers to it", () => {

@@ -22,6 +22,7 @@ import { K3sServer } from "../lib";
 import { shq } from "../lib/render/shell";
 import { synthesizeIn, TerraformCli, TfResult } from "./harness/terraform-cli";
 import { mirroredProviders, requireMirroredVersion } from "./harness/terraform-env";
+import { CDKTF_LATE_VALUES as LATE } from "../lib/constructs/late-values";
 
 const work = mkdtempSync(join(tmpdir(), "tf-validate-"));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -158,7 +159,7 @@ describe("shell quoting of Terraform values (lib/render/shell.ts shq), on real T
       new localProvider.LocalProvider(stack, "local");
       requireMirroredVersion(stack, "local");
       const value = new TerraformVariable(stack, "value", { type: "string" });
-      const cmd = new dataLocalCommand.DataLocalCommand(stack, "echo", { command: "sh", arguments: ["-c", `printf %s ${shq(value.stringValue)}`] });
+      const cmd = new dataLocalCommand.DataLocalCommand(stack, "echo", { command: "sh", arguments: ["-c", `printf %s ${shq(value.stringValue, LATE)}`] });
       new TerraformOutput(stack, "printed", { value: cmd.stdout });
     });
     const tf = new TerraformCli(join(out, "stacks", "quoting"));

@@ -9,6 +9,7 @@ import { tmpdir } from "os";
 import { join } from "path";
 import { clusterRuleSets, FirewallCluster, nodeRuleSet, Protocol, ruleSetText, ruleWords } from "../lib/render/firewall-rules";
 import { renderBatchedFirewallScript, renderFirewallScript, renderRuleData } from "../lib/render/ufw-script";
+import { CDKTF_LATE_VALUES as LATE } from "../lib/constructs/late-values";
 
 const ADMIN = "198.51.100.7/32";
 
@@ -87,7 +88,7 @@ describe("ufw converge script", () => {
         extraRules: [{ port: 30000, endPort: 32767, from: ["192.0.2.0/24"] }, { port: 53, protocol: Protocol.ANY }],
       }), "s2"),
     ];
-    for (const script of shapes.flatMap((set) => [renderFirewallScript(set), renderBatchedFirewallScript(set)])) {
+    for (const script of shapes.flatMap((set) => [renderFirewallScript(set, LATE), renderBatchedFirewallScript(set, LATE)])) {
       const r = spawnSync("shellcheck", ["-s", "sh", "-"], { input: script, encoding: "utf8", timeout: 60000 });
       expect(r.stdout + r.stderr).toBe("");
       expect(r.status).toBe(0);
@@ -96,7 +97,7 @@ describe("ufw converge script", () => {
 
   test("batched: the node's rules as compact JSON, each peer list once, in rulesFor's order when expanded", () => {
     const set = nodeRuleSet(cluster(5), "server");
-    const data = JSON.parse(renderRuleData(set));
+    const data = JSON.parse(renderRuleData(set, LATE));
     const expanded: string[] = data.rules.flatMap((e: Array<string | number>) => {
       const i = e.findIndex((w) => typeof w === "number");
       return i < 0 ? [e.join(" ")] : data.sources[e[i] as number].map((s: string) => [...e.slice(0, i), s, ...e.slice(i + 1)].join(" "));
@@ -105,14 +106,14 @@ describe("ufw converge script", () => {
     // The five agents' addresses: one list shared by the WireGuard, API and kubelet rules.
     const peers = ["203.0.113.11", "203.0.113.12", "203.0.113.13", "203.0.113.14", "203.0.113.15"];
     expect(data.sources.filter((l: string[]) => JSON.stringify(l) === JSON.stringify(peers))).toHaveLength(1);
-    const script = renderBatchedFirewallScript(set);
+    const script = renderBatchedFirewallScript(set, LATE);
     expect(script).not.toMatch(/^\s*ufw\s+(--force\s+)?(reset|reload)/m);
     expect(script).not.toMatch(/\[[^\]]*"(reset|reload)"/);
     expect(script.split("\n").slice(0, 4).join("\n")).toMatch(/^#!\/bin\/sh\n.*\nset -eu\n/);
   });
 
   test("quotes every value, stops at the first error, never resets ufw", () => {
-    const script = renderFirewallScript(nodeRuleSet(cluster(2), "server"));
+    const script = renderFirewallScript(nodeRuleSet(cluster(2), "server"), LATE);
     expect(script.split("\n").slice(0, 4).join("\n")).toMatch(/^#!\/bin\/sh\n.*\nset -eu\n/);
     expect(script).toContain("want 'limit' 'proto' 'tcp' 'from' '198.51.100.7/32' 'to' 'any' 'port' '22'");
     expect(script).toContain("want 'route' 'allow' 'in' 'on' 'kube-bridge' 'from' '10.42.0.0/16' 'to' 'any'");
@@ -126,9 +127,9 @@ describe("ufw converge script", () => {
   });
 
   (canSandbox ? test : test.skip)("converges real ufw: adds, re-runs unchanged, drops a removed peer, keeps the operator's rule", () => {
-    const full = renderFirewallScript(nodeRuleSet(cluster(2), "server"));
+    const full = renderFirewallScript(nodeRuleSet(cluster(2), "server"), LATE);
     const c = cluster(2);
-    const withoutAgent1 = renderFirewallScript(nodeRuleSet({ ...c, nodes: c.nodes.filter((n) => n.name !== "agent-1") }, "server"));
+    const withoutAgent1 = renderFirewallScript(nodeRuleSet({ ...c, nodes: c.nodes.filter((n) => n.name !== "agent-1") }, "server"), LATE);
     const r = sandbox([
       "=== first",
       "sh ./full.sh",
@@ -191,7 +192,7 @@ describe("ufw converge script", () => {
     // The converge runs ufw's interpreter as root; the login user's cwd (where remote-exec starts)
     // and environment are theirs to fill. Every module the program imports, and the hooks Python
     // imports by itself, are planted there; each leaves a marker if it is ever executed.
-    const script = renderBatchedFirewallScript(nodeRuleSet(cluster(1), "server"));
+    const script = renderBatchedFirewallScript(nodeRuleSet(cluster(1), "server"), LATE);
     const names = ["json", "hashlib", "os", "re", "subprocess", "sys", "gettext", "ufw", "sitecustomize", "usercustomize"];
     const plant = (name: string) => `import os as _o; open(${JSON.stringify(name)}.join([_o.environ.get("MARK", "/nonexistent/"), ""]), "w").write("uid %d" % _o.getuid())\n`;
     const files: Record<string, string> = { "fw.sh": script };
@@ -212,8 +213,8 @@ describe("ufw converge script", () => {
   });
 
   (canSandbox ? test : test.skip)("changing the admin network replaces the SSH rule, adding the new one before deleting the old", () => {
-    const before = renderFirewallScript(nodeRuleSet(cluster(1), "agent-0"));
-    const after = renderFirewallScript(nodeRuleSet(cluster(1, { adminCidrs: ["192.0.2.0/24"] }), "agent-0"));
+    const before = renderFirewallScript(nodeRuleSet(cluster(1), "agent-0"), LATE);
+    const after = renderFirewallScript(nodeRuleSet(cluster(1, { adminCidrs: ["192.0.2.0/24"] }), "agent-0"), LATE);
     const r = sandbox("sh ./before.sh >/dev/null\nsh ./after.sh\n=== added\nufw show added", { "before.sh": before, "after.sh": after });
     expect(r.code).toBe(0);
     const lines = r.stdout.split("\n");
@@ -227,7 +228,7 @@ describe("ufw converge script", () => {
   });
 
   (canSandbox ? test : test.skip)("without ufw and apt-get it stops with a clear message, changing nothing", () => {
-    const script = renderFirewallScript(nodeRuleSet(cluster(1), "server"));
+    const script = renderFirewallScript(nodeRuleSet(cluster(1), "server"), LATE);
     // Hide ufw and apt-get inside the sandbox only (a bind mount of an empty, non-executable file).
     const r = sandbox([
       "for b in /usr/sbin/ufw /usr/bin/apt-get; do [ -e \"$b\" ] && mount --bind /dev/null \"$b\"; done",
@@ -243,7 +244,7 @@ describe("ufw converge script", () => {
       nodes: [{ name: "s", role: "server", address: "203.0.113.10" }, { name: "a", role: "agent", address: "not-an-ip" }],
       adminCidrs: [ADMIN],
     }, "s");
-    const r = sandbox("sh ./fw.sh", { "fw.sh": renderFirewallScript(set) });
+    const r = sandbox("sh ./fw.sh", { "fw.sh": renderFirewallScript(set, LATE) });
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/error: ufw refused the rule: ufw allow proto udp from not-an-ip to any port 51820/);
   });
@@ -255,7 +256,7 @@ describe("ufw converge script", () => {
     const r = spawnSync("shellcheck", ["-s", "sh", "-"], { input: init, encoding: "utf8", timeout: 60000 });
     expect(r.stdout + r.stderr).toBe("");
     const set = nodeRuleSet(cluster(1, { podCidr: "10.44.0.0/16", kiloSubnet: "10.9.0.0/16" }), "server");
-    expect(JSON.parse(renderRuleData(set)).guard).toEqual({
+    expect(JSON.parse(renderRuleData(set, LATE)).guard).toEqual({
       ranges: ["10.44.0.0/16", "10.43.0.0/16", "10.9.0.0/16"], interfaces: ["lo", "kilo0", "kube-bridge", "tunl0"],
     });
     expect(ruleSetText(set)).toContain("guard drop to or from 10.44.0.0/16 unless in on lo kilo0 kube-bridge tunl0\n");
@@ -274,7 +275,7 @@ describe("ufw converge script", () => {
       "=== first", "sh ./v6.sh", GUARD_STATE.replace(/=== (\S+)/g, "=== $1-a"),
       "=== second", "sh ./v6.sh",
       "=== third", "sh ./v4.sh", GUARD_STATE.replace(/=== (\S+)/g, "=== $1-b"),
-    ].join("\n"), { "v6.sh": renderBatchedFirewallScript(v6), "v4.sh": renderBatchedFirewallScript(v4) });
+    ].join("\n"), { "v6.sh": renderBatchedFirewallScript(v6, LATE), "v4.sh": renderBatchedFirewallScript(v4, LATE) });
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
     const s = sections(r.stdout);
@@ -298,7 +299,7 @@ describe("ufw converge script", () => {
       "=== bad", "sh ./bad.sh || echo \"exit $?\"", "ufw show added | grep -c cdktf || true", "ls /etc/ufw | grep -c cdktf || true",
       "=== custom", "printf '#!/bin/sh\\necho operator\\n' > /etc/ufw/before.init && chmod 0640 /etc/ufw/before.init",
       "sh ./good.sh || echo \"exit $?\"", "ufw show added | grep -c cdktf || true", "ls /etc/ufw | grep -c cdktf || true", "cat /etc/ufw/before.init",
-    ].join("\n"), { "bad.sh": renderBatchedFirewallScript(bad), "good.sh": renderBatchedFirewallScript(set) });
+    ].join("\n"), { "bad.sh": renderBatchedFirewallScript(bad, LATE), "good.sh": renderBatchedFirewallScript(set, LATE) });
     const s = sections(r.stdout);
     expect(r.stderr).toContain("error: the guard's range \"10.42.0.0/16 -j ACCEPT\" (pod, service or Kilo network) is not a CIDR block such as 10.42.0.0/16; nothing was changed");
     expect(s.bad).toBe("exit 1\n0\n0\n");
@@ -310,7 +311,7 @@ describe("ufw converge script", () => {
   (canSandbox ? test : test.skip)("the operator's outgoing policy is left as set (with a warning when it is not allow); reject counts as closed; an open incoming or routed policy is closed", () => {
     const set = nodeRuleSet(cluster(1), "server");
     const policies = "grep -E '^DEFAULT_(INPUT|OUTPUT|FORWARD)_POLICY=' /etc/default/ufw";
-    for (const [path, script] of [["batched", renderBatchedFirewallScript(set)], ["per-rule", renderFirewallScript(set)]]) {
+    for (const [path, script] of [["batched", renderBatchedFirewallScript(set, LATE)], ["per-rule", renderFirewallScript(set, LATE)]]) {
       const r = sandbox([
         "ufw default deny outgoing >/dev/null && ufw default reject incoming >/dev/null && ufw default allow routed >/dev/null",
         "=== first", "sh ./fw.sh", policies,

@@ -15,6 +15,7 @@ import { renderStagingScript, STAGING_DIR, STATE_DIR } from "../lib/render/shell
 import { renderBatchedFirewallScript } from "../lib/render/ufw-script";
 import { renderUninstallScript } from "../lib/render/uninstall-script";
 import { createLab, Lab, LabHost } from "./harness/lab";
+import { CDKTF_LATE_VALUES as LATE } from "../lib/constructs/late-values";
 
 jest.setTimeout(180000);
 
@@ -134,7 +135,7 @@ describeReal("uninstall on a host with real iptables", () => {
       "echo == raw; iptables-save -t raw | grep -c cdktf-k3s-kilo-guard || true";
     const stock = await node.run("stat -c %a /etc/ufw/before.init; md5sum < /etc/ufw/before.init");
     const set = nodeRuleSet({ nodes: [{ name: "node", role: "agent", address: node.address }], adminCidrs: ["192.0.2.7/32"] }, "node");
-    const fw = await node.exec("sh -s", { input: renderBatchedFirewallScript(set), timeoutMs: 120000 });
+    const fw = await node.exec("sh -s", { input: renderBatchedFirewallScript(set, LATE), timeoutMs: 120000 });
     expect(fw.code).toBe(0);
     const on = await node.run(guardState);
     expect(on).toContain("cdktf-k3s-kilo-guard.init");

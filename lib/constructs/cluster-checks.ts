@@ -5,7 +5,7 @@
  */
 import { DefaultTokenResolver, StringConcat, TerraformOutput, TerraformStack, Tokenization } from "cdktf";
 import { IConstruct } from "constructs";
-import * as v from "../host/validate";
+import * as v from "./validate";
 import { K3sNode, NodeRole } from "./k3s-node";
 
 /**

@@ -5,12 +5,13 @@
  */
 import { Lazy } from "cdktf";
 import { Construct } from "constructs";
-import { connectionDescription, createTimeConnection, destroyTimeConnection } from "../host/connection";
+import { connectionDescription, createTimeConnection, destroyTimeConnection } from "./connection";
 import { rolloutAfterParts, rolloutBeforeParts } from "../render/rollout-script";
 import { agentConfig } from "../render/k3s-config";
+import { CDKTF_LATE_VALUES } from "./late-values";
 import { renderDrainScript, renderUninstallScript } from "../render/uninstall-script";
 import { sharedScriptInline, terraformLiteral } from "./internal";
-import * as v from "../host/validate";
+import * as v from "./validate";
 import { agentNewerThanServer, requireHostAndServer } from "./cluster-checks";
 import { K3sNode, K3sNodeProps, NodeRole } from "./k3s-node";
 import { K3sServer } from "./k3s-server";
@@ -67,11 +68,11 @@ export class K3sAgent extends K3sNode {
       nodePortAddresses: this.nodePortAddresses,
       serverUrl: server.apiServerUrl,
     };
-    const config = agentConfig({ ...settings, token: server.agentJoinToken });
+    const config = agentConfig({ ...settings, token: server.agentJoinToken }, CDKTF_LATE_VALUES);
     // The trigger digests the token's secret, not its CA hash: the hash comes from a data source that
     // Terraform reads late whenever the server's install changes, which would make every agent's
     // trigger unknown and replace every agent install for a change on the server alone.
-    const fingerprintConfig = agentConfig({ ...settings, token: server._agentTokenSecret });
+    const fingerprintConfig = agentConfig({ ...settings, token: server._agentTokenSecret }, CDKTF_LATE_VALUES);
     const drainTimeout = props.drainTimeoutSeconds ?? 120;
     // Rolling restarts, coordinated on the cluster's first server (see render/rollout-script.ts).
     const root = server.clusterRoot;
@@ -91,8 +92,8 @@ export class K3sAgent extends K3sNode {
     // The programs are shared by every agent of the stack (their text has no parameter in it);
     // only the parameters wait for the whole cluster (the slot bound counts its agents).
     const lazyScript = (parts: typeof rolloutBeforeParts) => {
-      const [, program] = sharedScriptInline(this, parts({ nodeName: "", maxUnavailable: 1, drainTimeoutSeconds: 0, slotTimeoutSeconds: 0, readyTimeoutSeconds: 0, inputs: "" }));
-      return [Lazy.stringValue({ produce: () => terraformLiteral(parts(rollout()).node) }), program];
+      const [, program] = sharedScriptInline(this, parts({ nodeName: "", maxUnavailable: 1, drainTimeoutSeconds: 0, slotTimeoutSeconds: 0, readyTimeoutSeconds: 0, inputs: "" }, CDKTF_LATE_VALUES));
+      return [Lazy.stringValue({ produce: () => terraformLiteral(parts(rollout(), CDKTF_LATE_VALUES).node) }), program];
     };
     this._wireInstall(config, installSettings,
       // The server's connection, so the destroy-time drain can run there from state alone.
@@ -101,7 +102,7 @@ export class K3sAgent extends K3sNode {
         {
           "remote-exec": {
             when: "destroy",
-            inline: [terraformLiteral(renderDrainScript(this.nodeName, drainTimeout))],
+            inline: [terraformLiteral(renderDrainScript(this.nodeName, drainTimeout, CDKTF_LATE_VALUES))],
             connection: destroyTimeConnection(server.host, "server_"),
             // An unreachable server must not keep the agent's own cleanup from running.
             on_failure: "continue",

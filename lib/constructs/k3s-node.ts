@@ -5,12 +5,13 @@
  */
 import { Annotations, Aspects, dependable, Fn, ITerraformDependable, Lazy, SSHProvisionerConnection, TerraformStack, Tokenization } from "cdktf";
 import { Construct } from "constructs";
-import { connectionDescription, createTimeConnection } from "../host/connection";
+import { connectionDescription, createTimeConnection } from "./connection";
 import { Host, REQUIRE_HOST_KEYS_CONTEXT } from "../host/host";
-import * as v from "../host/validate";
+import * as v from "./validate";
 import { renderK3sConfig, K3sConfig, managedKeyReason, DEFAULT_NODEPORT_ADDRESSES } from "../render/k3s-config";
 import { InstallSettings, installScriptParts, RESTART_DECISION_DIGEST, STAGED_CONFIG } from "../render/install-script";
 import { joinScript, stagingScriptParts } from "../render/shell";
+import { CDKTF_LATE_VALUES } from "./late-values";
 import { fingerprint, OptInRisk, reportStackSecurity, requireHostKeys, sharedScriptInline, TerraformData, terraformLiteral } from "./internal";
 import { DEFAULT_KILO_SUBNET } from "../render/firewall-rules";
 import { K3S_DEFAULT_VERSION, K3S_RELEASE_INSTALL_SCRIPT_URL } from "../versions";
@@ -277,7 +278,7 @@ export abstract class K3sNode extends Construct {
   protected _restartInputs(settings: InstallSettings, config: K3sConfig): string {
     if (settings.installScriptUrl.startsWith("file://")) return "";
     const d = fingerprint([RESTART_DECISION_DIGEST, settings.version, settings.installScriptUrl, settings.installScriptSha256 ?? "",
-      String(settings.skipDownload), settings.role, renderK3sConfig(config)].join("\n"));
+      String(settings.skipDownload), settings.role, renderK3sConfig(config, CDKTF_LATE_VALUES)].join("\n"));
     return d.values !== undefined ? `${d.text}-${Fn.nonsensitive(d.values)}` : d.text;
   }
 
@@ -312,17 +313,17 @@ export abstract class K3sNode extends Construct {
     // first server of an HA cluster learns that others join it only after its constructor ran).
     const resolveConfig = (c: K3sConfig | (() => K3sConfig)) => (typeof c === "function" ? c() : c);
     // Values only Terraform knows are encoded by Terraform: YAML-safe whatever they hold.
-    const renderYaml = (c: K3sConfig) => terraformLiteral(renderK3sConfig(c, (value) => Fn.jsonencode(value)));
+    const renderYaml = (c: K3sConfig) => terraformLiteral(renderK3sConfig(c, CDKTF_LATE_VALUES, (value) => CDKTF_LATE_VALUES.jsonencode(value)));
     // The programs are shared (one local per stack and text); the digest covers the whole script.
-    const scriptParts = installScriptParts(settings);
+    const scriptParts = installScriptParts(settings, CDKTF_LATE_VALUES);
     const script = joinScript(scriptParts);
     const configYaml = typeof config === "function"
       ? Lazy.stringValue({ produce: () => renderYaml(resolveConfig(config)) })
       : renderYaml(config);
     // A digest only: the config holds tokens, and triggers are stored in state in clear.
     const trigger = typeof fingerprintConfig === "function"
-      ? Lazy.anyValue({ produce: () => fingerprint(`${script}\n${renderK3sConfig(resolveConfig(fingerprintConfig))}`) })
-      : fingerprint(`${script}\n${renderK3sConfig(fingerprintConfig)}`);
+      ? Lazy.anyValue({ produce: () => fingerprint(`${script}\n${renderK3sConfig(resolveConfig(fingerprintConfig), CDKTF_LATE_VALUES)}`) })
+      : fingerprint(`${script}\n${renderK3sConfig(fingerprintConfig, CDKTF_LATE_VALUES)}`);
     this._installStep = new TerraformData(this, "install", {
       triggersReplace: trigger,
       dependsOn: [this._membership],

@@ -8,9 +8,10 @@ import * as dataLocalCommand from "@cdktf/provider-local/lib/data-local-command"
 import * as dataLocalSensitiveFile from "@cdktf/provider-local/lib/data-local-sensitive-file";
 import * as sensitiveFile from "@cdktf/provider-local/lib/sensitive-file";
 import * as password from "@cdktf/provider-random/lib/password";
-import { connectionDescription, destroyTimeConnection } from "../host/connection";
-import * as v from "../host/validate";
+import { connectionDescription, destroyTimeConnection } from "./connection";
+import * as v from "./validate";
 import { EtcdSnapshotSettings, serverConfig } from "../render/k3s-config";
+import { CDKTF_LATE_VALUES } from "./late-values";
 import { renderDrainScript, renderUninstallScript } from "../render/uninstall-script";
 import { ensureProvider, OptInRisk, terraformLiteral } from "./internal";
 import { duplicateAddresses, haErrors, haWarnings, requireHost, SensitiveSource, sensitiveOutputErrors } from "./cluster-checks";
@@ -398,7 +399,7 @@ export class K3sServer extends K3sNode {
       token,
       joinUrl,
       clusterInit: !joining && this.datastoreEndpoint === undefined && root.servers.length > 1,
-    });
+    }, CDKTF_LATE_VALUES);
     // CA-pinned: the joining server checks the cluster CA against the hash before sending the secret.
     const config = configWith(joining ? Fn.join("", ["K10", root.caHash, "::server:", this._serverTokenSecret]) : this._serverTokenSecret);
     // As for agents: the trigger digests the secret, not the CA hash, which Terraform reads late.
@@ -410,7 +411,7 @@ export class K3sServer extends K3sNode {
       destroy.push({
         "remote-exec": {
           when: "destroy",
-          inline: [terraformLiteral(renderDrainScript(this.nodeName, props.drainTimeoutSeconds ?? 120))],
+          inline: [terraformLiteral(renderDrainScript(this.nodeName, props.drainTimeoutSeconds ?? 120, CDKTF_LATE_VALUES))],
           connection: destroyTimeConnection(root.host, "server_"),
           on_failure: "continue",
         },

@@ -12,7 +12,7 @@ import * as annotations from "@cdktf/provider-kubernetes/lib/annotations";
 import * as manifest from "@cdktf/provider-kubernetes/lib/manifest";
 import * as k8sProvider from "@cdktf/provider-kubernetes/lib/provider";
 import * as ipaddr from "ipaddr.js";
-import * as v from "../host/validate";
+import * as v from "./validate";
 import {
   argName, CNI_CONF_FILE, FIELD_MANAGER, formatEndpoint, Granularity, KiloSettings, kiloClusterRole, kiloClusterRoleBinding,
   kiloConfigMap, kiloDaemonSet, kiloPeer, kiloPeerCrd, kiloServiceAccount, KubeObject, listenPort, MANAGED_ARGS,

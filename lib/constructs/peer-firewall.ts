@@ -5,14 +5,15 @@
  */
 import { Annotations, Aspects, Fn, ITerraformDependable, TerraformLocal, TerraformStack } from "cdktf";
 import { Construct } from "constructs";
-import { createTimeConnection } from "../host/connection";
+import { createTimeConnection } from "./connection";
 import * as ipaddr from "ipaddr.js";
-import * as v from "../host/validate";
+import * as v from "./validate";
 import {
   DEFAULT_KILO_SUBNET, DEFAULT_POD_CIDR, DEFAULT_SERVICE_CIDR, DEFAULT_WIREGUARD_PORT,
   FirewallCluster, FirewallNode, FirewallRule, NodeFirewallRule, nodeRuleSet, NodeRuleSet, Protocol, ruleSetText,
 } from "../render/firewall-rules";
 import { renderConvergeCall, renderConvergeProgram, renderSharedSources, sharedSources } from "../render/ufw-script";
+import { CDKTF_LATE_VALUES } from "./late-values";
 import { TerraformData, fingerprint, terraformLiteral } from "./internal";
 import { missingMembers, serversOf } from "./cluster-checks";
 import { reportAtSynth } from "./synth-output";
@@ -166,7 +167,7 @@ export class PeerFirewall extends Construct {
     // into that list). Keeps the configuration and plans small.
     const shared = sharedSources(cluster);
     const program = this.nodes.length > 0
-      ? new TerraformLocal(this, "converge-program", terraformLiteral(renderConvergeProgram() + "\n" + renderSharedSources(shared)))
+      ? new TerraformLocal(this, "converge-program", terraformLiteral(renderConvergeProgram() + "\n" + renderSharedSources(shared, CDKTF_LATE_VALUES)))
       : undefined;
     for (const n of this.nodes) {
       const set = this.sets.get(n)!;
@@ -181,7 +182,7 @@ export class PeerFirewall extends Construct {
           : fingerprint(ruleSetText(set)),
       });
       step.connection = createTimeConnection(n.host);
-      step.provisioners = [{ type: "remote-exec", inline: [program!.asString, terraformLiteral(renderConvergeCall(set, shared))] }];
+      step.provisioners = [{ type: "remote-exec", inline: [program!.asString, terraformLiteral(renderConvergeCall(set, CDKTF_LATE_VALUES, shared))] }];
       this.steps.set(n, step);
       // Ordering only: the firewall is up before K3s listens; a firewall change never re-installs.
       // Not across stacks, which is refused (stackMismatch): the edge would make cdktf fail first,

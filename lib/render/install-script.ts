@@ -9,6 +9,7 @@
  * `file://` script is copied on every run (it is local, and its content may change).
  */
 import { createHash } from "crypto";
+import { LateValues } from "./late-values";
 import { joinScript, nodeReadyFunction, ScriptParts, scriptParts, shq, STAGING_DIR, STATE_DIR, WAIT_FOR_FUNCTION } from "./shell";
 
 export interface InstallSettings {
@@ -48,23 +49,23 @@ const RESTART_DECISION = [
 /** Digest of RESTART_DECISION (see there). */
 export const RESTART_DECISION_DIGEST = createHash("sha256").update(RESTART_DECISION.join("\n")).digest("hex").slice(0, 16);
 
-export function renderInstallScript(s: InstallSettings): string {
-  return joinScript(installScriptParts(s));
+export function renderInstallScript(s: InstallSettings, late: LateValues): string {
+  return joinScript(installScriptParts(s, late));
 }
 
 /**
  * The install script split for sharing: the node's version, installer, timeout and name are
  * parameters; the program depends only on the role and installWireguardTools.
  */
-export function installScriptParts(s: InstallSettings): ScriptParts {
+export function installScriptParts(s: InstallSettings, late: LateValues): ScriptParts {
   const service = serviceName(s.role);
   return scriptParts(`install or reconfigure the K3s ${s.role} on this host`, [
-    `K3S_VERSION=${shq(s.version)}`,
-    `INSTALLER_URL=${shq(s.installScriptUrl)}`,
-    `INSTALLER_SHA256=${shq((s.installScriptSha256 ?? "").toLowerCase())}`,
+    `K3S_VERSION=${shq(s.version, late)}`,
+    `INSTALLER_URL=${shq(s.installScriptUrl, late)}`,
+    `INSTALLER_SHA256=${shq((s.installScriptSha256 ?? "").toLowerCase(), late)}`,
     `SKIP_DOWNLOAD=${s.skipDownload ? "true" : "false"}`,
     `READY_TIMEOUT=${Math.floor(s.readyTimeoutSeconds)}`,
-    `NODE_NAME=${shq(s.nodeName)}`,
+    `NODE_NAME=${shq(s.nodeName, late)}`,
   ], [
     `INSTALLER=${STATE_DIR}/k3s-install.sh`,
     `ROLE=${s.role}`,

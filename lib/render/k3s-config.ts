@@ -2,8 +2,8 @@
  * K3s configuration as data (`K3sConfig`), built from typed settings, and rendered last to the
  * YAML of /etc/rancher/k3s/config.yaml. Keys are K3s's flag names; lists are repeatable flags.
  */
-import { Fn, Token, Tokenization } from "cdktf";
 import { stringify } from "yaml";
+import { LateValues } from "./late-values";
 
 /** A K3s config file as data: flag name → value. */
 export type K3sConfig = Record<string, string | number | boolean | string[]>;
@@ -143,7 +143,7 @@ export interface AgentSettings extends NodeSettings {
   readonly token: string;
 }
 
-function nodeConfig(s: NodeSettings): K3sConfig {
+function nodeConfig(s: NodeSettings, late: LateValues): K3sConfig {
   const c: K3sConfig = { "node-name": s.nodeName };
   if (s.privateAddress) c["node-ip"] = s.privateAddress;
   // With 1:1 NAT the public address is not on any interface; K3s must be told it.
@@ -158,19 +158,19 @@ function nodeConfig(s: NodeSettings): K3sConfig {
   // local address inside the CIDRs, recomputed on every sync.
   const nodePorts = s.nodePortAddresses ?? DEFAULT_NODEPORT_ADDRESSES;
   // A list only Terraform knows is joined by Terraform (a list token cannot be joined at synth).
-  c["kube-proxy-arg"] = [`nodeport-addresses=${Token.isUnresolved(nodePorts) ? Fn.join(",", nodePorts) : nodePorts.join(",")}`];
+  c["kube-proxy-arg"] = [`nodeport-addresses=${late.isLate(nodePorts) ? late.join(",", nodePorts) : nodePorts.join(",")}`];
   return c;
 }
 
 /** Keys whose lists we merge with the user's instead of letting extraConfig replace ours. */
 const MERGED_LIST_KEYS = ["kube-proxy-arg", "disable"];
 
-function withExtra(c: K3sConfig, extra: Record<string, unknown>): K3sConfig {
+function withExtra(c: K3sConfig, extra: Record<string, unknown>, late: LateValues): K3sConfig {
   for (const [k, v] of Object.entries(extra)) {
     const ours = c[k];
-    if (MERGED_LIST_KEYS.includes(k) && Array.isArray(ours) && isLateValue(v)) {
+    if (MERGED_LIST_KEYS.includes(k) && Array.isArray(ours) && late.isLate(v)) {
       // A whole list only Terraform knows (a list variable): merged by Terraform.
-      c[k] = Fn.concat([ours, v]) as unknown as string;
+      c[k] = late.concat([ours, v]) as string;
     } else if (MERGED_LIST_KEYS.includes(k) && Array.isArray(ours)) {
       const theirs = Array.isArray(v) ? v.map(String) : [String(v)];
       c[k] = [...ours, ...theirs.filter((x) => !ours.includes(x))];
@@ -185,11 +185,11 @@ function withExtra(c: K3sConfig, extra: Record<string, unknown>): K3sConfig {
  * The server's config: Kilo-ready (no flannel), NetworkPolicy enforced, ServiceLB off, secrets
  * encrypted.
  */
-export function serverConfig(s: ServerSettings): K3sConfig {
+export function serverConfig(s: ServerSettings, late: LateValues): K3sConfig {
   const c: K3sConfig = {
     "token": s.token,
     "agent-token": s.agentToken,
-    ...nodeConfig(s),
+    ...nodeConfig(s, late),
     "flannel-backend": "none",
     // K3s's docs suggest disable-network-policy only for CNIs with their own policy engine; Kilo
     // has none and documents kube-router's firewall (squat/kilo docs/network-policies.md,
@@ -209,59 +209,39 @@ export function serverConfig(s: ServerSettings): K3sConfig {
   if (s.clusterInit) c["cluster-init"] = true;
   if (s.datastoreEndpoint !== undefined) c["datastore-endpoint"] = s.datastoreEndpoint;
   if (s.etcdSnapshots !== undefined) Object.assign(c, etcdSnapshotConfig(s.etcdSnapshots));
-  return withExtra(c, s.extraConfig);
+  return withExtra(c, s.extraConfig, late);
 }
 
 /** An agent's config: the server to join and the CA-pinned agent token, nothing more secret. */
-export function agentConfig(s: AgentSettings): K3sConfig {
-  return withExtra({ server: s.serverUrl, token: s.token, ...nodeConfig(s) }, s.extraConfig);
-}
-
-/** cdktf's marker for a string value only Terraform knows (`${TfToken[TOKEN.n]}`). */
-const TOKEN_MARKER = /\$\{TfToken\[[A-Z]+\.\d+\]\}/;
-
-/**
- * A value only Terraform knows, whatever its type: a string holding a token, a number token (cdktf
- * encodes it as a huge negative double), a list or map token, or a bare IResolvable (a boolean
- * variable). At synth it is a marker, never the value.
- */
-function isLateValue(v: unknown): boolean {
-  if (typeof v === "string") return TOKEN_MARKER.test(v) || Token.isUnresolved(v);
-  if (typeof v === "number") return Token.isUnresolved(v);
-  if (v !== null && typeof v === "object") return Tokenization.isResolvable(v) || Token.isUnresolved(v);
-  return false;
-}
-
-/** A late value as text holding its token marker, so a digest of rendered text (fingerprint) sees it. */
-function markerText(v: unknown): string {
-  return typeof v === "string" ? v : Token.asString(v);
+export function agentConfig(s: AgentSettings, late: LateValues): K3sConfig {
+  return withExtra({ server: s.serverUrl, token: s.token, ...nodeConfig(s, late) }, s.extraConfig, late);
 }
 
 /**
  * Render a config as YAML. Strings are double-quoted so no value is read as another type.
  *
- * A value that holds a Terraform value (a token: a generated secret, another resource's address,
+ * A value that holds a Terraform value (`late.isLate`: a generated secret, another resource's address,
  * a variable, a number or a list from one), at any depth, is only known at apply time, so YAML
  * quoting at synth cannot protect it. It is handed to `encode`, which must return text that becomes
  * one YAML-safe value for any value; the constructs pass Terraform's `jsonencode()` (JSON is YAML:
  * a string becomes a double-quoted scalar, a list a flow sequence). The default encodes the token's
- * marker, for digests.
+ * marker as text (late.asString), so a digest of the text (fingerprint) sees it.
  */
-export function renderK3sConfig(config: K3sConfig, encode: (value: any) => string = (v) => JSON.stringify(markerText(v))): string {
-  const late: unknown[] = [];
-  const placeholder = (v: unknown) => { late.push(v); return `@@cdktf-k3s-kilo-value-${late.length - 1}@@`; };
+export function renderK3sConfig(config: K3sConfig, late: LateValues, encode: (value: any) => string = (v) => JSON.stringify(late.asString(v))): string {
+  const found: unknown[] = [];
+  const placeholder = (v: unknown) => { found.push(v); return `@@cdktf-k3s-kilo-value-${found.length - 1}@@`; };
   // Objects too: extraConfig refuses them, but no value may reach the YAML unencoded whatever passes.
   const swap = (v: unknown): unknown =>
-    isLateValue(v) ? placeholder(v)
+    late.isLate(v) ? placeholder(v)
       : Array.isArray(v) ? v.map(swap)
         : v !== null && typeof v === "object"
-          ? (Object.keys(v).some((k) => Token.isUnresolved(k)) ? placeholder(v) : Object.fromEntries(Object.entries(v).map(([k, x]) => [k, swap(x)])))
+          ? (Object.keys(v).some((k) => late.isLate(k)) ? placeholder(v) : Object.fromEntries(Object.entries(v).map(([k, x]) => [k, swap(x)])))
           : v;
   const data: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(config)) data[k] = swap(v);
   const yaml = stringify(data, { lineWidth: 0, defaultStringType: "QUOTE_DOUBLE", defaultKeyType: "PLAIN" });
   return "# Managed by cdktf-k3s-kilo; changes here are overwritten on the next deploy.\n" +
-    yaml.replace(/"@@cdktf-k3s-kilo-value-(\d+)@@"/g, (_m, i) => encode(late[Number(i)]));
+    yaml.replace(/"@@cdktf-k3s-kilo-value-(\d+)@@"/g, (_m, i) => encode(found[Number(i)]));
 }
 
 function dedupe(values: string[]): string[] {

@@ -21,6 +21,7 @@
  * upgrade stops after `maxUnavailable` nodes instead of spreading; the next apply re-runs the
  * step, which finds its own label and carries on.
  */
+import { LateValues } from "./late-values";
 import { joinScript, nodeReadyFunction, ScriptParts, scriptParts, shq, STATE_DIR, WAIT_FOR_FUNCTION } from "./shell";
 
 /** The node label that marks a node as being restarted by a rollout. */
@@ -58,20 +59,20 @@ const RECORD_LINES = [
 const KUBECTL = "timeout 30 /usr/local/bin/k3s kubectl";
 
 /** Runs on the first server before the agent's install: slot, cordon, drain. */
-export function renderRolloutBeforeScript(s: RolloutSettings): string {
-  return joinScript(rolloutBeforeParts(s));
+export function renderRolloutBeforeScript(s: RolloutSettings, late: LateValues): string {
+  return joinScript(rolloutBeforeParts(s, late));
 }
 
 /** The before script split for sharing: node name and bounds are parameters. */
-export function rolloutBeforeParts(s: RolloutSettings): ScriptParts {
+export function rolloutBeforeParts(s: RolloutSettings, late: LateValues): ScriptParts {
   const drain = Math.floor(s.drainTimeoutSeconds);
   return scriptParts("before restarting an agent: wait for a rollout slot, cordon and drain it", [
-    `NODE=${shq(s.nodeName)}`,
+    `NODE=${shq(s.nodeName, late)}`,
     `MAX_UNAVAILABLE=${Math.max(1, Math.floor(s.maxUnavailable))}`,
     `SLOT_TIMEOUT=${Math.floor(s.slotTimeoutSeconds)}`,
     `DRAIN_TIMEOUT=${drain}`,
     `DRAIN_BOUND=${drain + 30}`,
-    `INPUTS=${shq(s.inputs)}`,
+    `INPUTS=${shq(s.inputs, late)}`,
   ], [
     `LABEL=${ROLLING_LABEL}`,
     `KEEP_CORDONED=${KEEP_CORDONED}`,
@@ -125,16 +126,16 @@ export function rolloutBeforeParts(s: RolloutSettings): ScriptParts {
 }
 
 /** Runs on the first server after the agent's install: Ready again, uncordon, slot back. */
-export function renderRolloutAfterScript(s: RolloutSettings): string {
-  return joinScript(rolloutAfterParts(s));
+export function renderRolloutAfterScript(s: RolloutSettings, late: LateValues): string {
+  return joinScript(rolloutAfterParts(s, late));
 }
 
 /** The after script split for sharing: node name and readiness bound are parameters. */
-export function rolloutAfterParts(s: RolloutSettings): ScriptParts {
+export function rolloutAfterParts(s: RolloutSettings, late: LateValues): ScriptParts {
   return scriptParts("after restarting an agent: wait until it is Ready, uncordon it, free its slot", [
-    `NODE=${shq(s.nodeName)}`,
+    `NODE=${shq(s.nodeName, late)}`,
     `READY_TIMEOUT=${Math.floor(s.readyTimeoutSeconds)}`,
-    `INPUTS=${shq(s.inputs)}`,
+    `INPUTS=${shq(s.inputs, late)}`,
   ], [
     WAIT_FOR_FUNCTION,
     `LABEL=${ROLLING_LABEL}`,

@@ -2,7 +2,7 @@
  * Building blocks shared by every script we render: quoting, the errexit header and the step
  * that makes a non-root login user root through passwordless sudo.
  */
-import { Fn, Token } from "cdktf";
+import { LateValues } from "./late-values";
 
 /** Where our scripts keep state on a host: fingerprints and the upload staging directory. */
 export const STATE_DIR = "/var/lib/cdktf-k3s-kilo";
@@ -10,14 +10,25 @@ export const STATE_DIR = "/var/lib/cdktf-k3s-kilo";
 export const STAGING_DIR = `${STATE_DIR}/staging`;
 
 /**
- * Single-quote a value for sh. A Terraform token is escaped by Terraform itself at apply time
+ * Single-quote a value for sh. A Terraform value is escaped by Terraform itself at apply time
  * (`replace`), so user data from other resources cannot break out of the quotes either.
  */
-export function shq(value: string | number | boolean): string {
+export function shq(value: string | number | boolean, late: LateValues): string {
   const s = String(value);
   // cdktf writes Fn arguments into the HCL expression without escaping backslashes, and HCL has no
   // \' escape: the replacement '\'' must reach Terraform as "'\\''" (terraform validate refuses "'\''").
-  if (Token.isUnresolved(s)) return `'${Fn.replace(s, "'", "'\\\\''")}'`;
+  if (late.isLate(s)) return `'${late.replace(s, "'", "'\\\\''")}'`;
+  return quote(s);
+}
+
+/** Single-quote text fixed in this library's source; a Terraform value here is a bug, so it throws. */
+export function shqLiteral(text: string): string {
+  // cdktf's string marker, recognised by text as in firewall-rules.ts.
+  if (/\$\{TfToken\[/.test(text)) throw new Error(`shqLiteral was given a Terraform value: ${text}`);
+  return quote(text);
+}
+
+function quote(s: string): string {
   return `'${s.replace(/'/g, "'\\''")}'`;
 }
 

@@ -9,8 +9,8 @@
  */
 import { readFileSync } from "fs";
 import { join } from "path";
-import { Fn, Token } from "cdktf";
-import { scriptHeader, shq } from "./shell";
+import { LateValues } from "./late-values";
+import { scriptHeader, shq, shqLiteral } from "./shell";
 import { FIREWALL_DEFAULTS, FirewallCluster, FirewallDefaults, NodeRuleSet, ruleWords, TAG_PREFIX } from "./firewall-rules";
 
 /** ufw's policy words for iptables targets, as written in /etc/default/ufw. */
@@ -45,12 +45,12 @@ const UFW_PREAMBLE = [
  * converges ufw's rules and policies only: the raw-table guard (ufw-converge.py) is the batched
  * path's, which is what PeerFirewall deploys.
  */
-export function renderFirewallScript(set: NodeRuleSet): string {
+export function renderFirewallScript(set: NodeRuleSet, late: LateValues): string {
   const d = set.defaults;
   return [
     scriptHeader(`converge the host firewall (ufw) of node ${set.node.replace(/[^A-Za-z0-9_.-]/g, "?")} to its peer set`),
     ...UFW_PREAMBLE,
-    `TAG_PREFIX=${shq(TAG_PREFIX)}`,
+    `TAG_PREFIX=${shqLiteral(TAG_PREFIX)}`,
     "# The rules ufw holds, active or not: one `ufw ...` line per rule, ours ending in our tag.",
     "added=$(ufw show added) || fail \"could not list ufw's rules (ufw show added)\"",
     "wanted=''",
@@ -71,7 +71,7 @@ export function renderFirewallScript(set: NodeRuleSet): string {
     "",
     "# In order: SSH comes first and every rule exists before ufw is enabled, so enabling it",
     "# cannot cut the session running this script.",
-    ...set.rules.map((r) => `want ${ruleWords(r).map(shq).join(" ")}`),
+    ...set.rules.map((r) => `want ${ruleWords(r).map((w) => shq(w, late)).join(" ")}`),
     "",
     "# Delete our rules that are no longer wanted. Lines without our prefix are the operator's.",
     "set -f",
@@ -207,8 +207,8 @@ function defaultsBody(d: FirewallDefaults, indent: string): string[] {
 }
 
 /** One word of a rule as a JSON string; a Terraform value is encoded by Terraform (jsonencode). */
-function jsonWord(word: string): string {
-  return Token.isUnresolved(word) ? `${Fn.jsonencode(word)}` : JSON.stringify(word);
+function jsonWord(word: string, late: LateValues): string {
+  return late.isLate(word) ? `${late.jsonencode(word)}` : JSON.stringify(word);
 }
 
 /**
@@ -216,7 +216,8 @@ function jsonWord(word: string): string {
  * their source become one entry whose source is an index into `sources`, and a node's identical
  * source lists (its peers' addresses, for WireGuard, kubelet and the API) are written once.
  */
-export function renderRuleData(set: NodeRuleSet, shared: string[] = []): string {
+export function renderRuleData(set: NodeRuleSet, late: LateValues, shared: string[] = []): string {
+  const json = (w: string) => jsonWord(w, late);
   const words = set.rules.map(ruleWords);
   const sources: string[][] = [];
   const sourceIndex = new Map<string, number>();
@@ -233,7 +234,7 @@ export function renderRuleData(set: NodeRuleSet, shared: string[] = []): string 
     let j = i + 1;
     while (j < words.length && templates[j] === key) j++;
     if (j - i === 1) {
-      entries.push(`[${w.map(jsonWord).join(",")}]`);
+      entries.push(`[${w.map(json).join(",")}]`);
     } else {
       const list = words.slice(i, j).map((x) => x[f]);
       const listKey = JSON.stringify(list);
@@ -243,15 +244,15 @@ export function renderRuleData(set: NodeRuleSet, shared: string[] = []): string 
         sources.push(list);
         sourceIndex.set(listKey, n);
       }
-      entries.push(`[${[...w.slice(0, f).map(jsonWord), String(n), ...w.slice(f + 1).map(jsonWord)].join(",")}]`);
+      entries.push(`[${[...w.slice(0, f).map(json), String(n), ...w.slice(f + 1).map(json)].join(",")}]`);
     }
     i = j;
   }
   const sourceText = (l: string[]) => {
     const except = skippedIndices(shared, l);
-    return except !== undefined ? `{"shared":[${except.join(",")}]}` : `[${l.map(jsonWord).join(",")}]`;
+    return except !== undefined ? `{"shared":[${except.join(",")}]}` : `[${l.map(json).join(",")}]`;
   };
-  const guard = `{"ranges":[${set.guard.ranges.map(jsonWord).join(",")}],"interfaces":[${set.guard.interfaces.map(jsonWord).join(",")}]}`;
+  const guard = `{"ranges":[${set.guard.ranges.map(json).join(",")}],"interfaces":[${set.guard.interfaces.map(json).join(",")}]}`;
   return `{"sources":[${sources.map(sourceText).join(",")}],"rules":[${entries.join(",")}],"guard":${guard}}`;
 }
 
@@ -282,10 +283,10 @@ export function sharedSources(cluster: FirewallCluster): string[] {
  * The shared source list as a script line (part of the shared Terraform value): a quoted
  * here-document the converge program reads.
  */
-export function renderSharedSources(shared: string[]): string {
+export function renderSharedSources(shared: string[], late: LateValues): string {
   return [
     "FIREWALL_SHARED_SOURCES=$(cat <<'CDKTF_K3S_KILO_SOURCES'",
-    `[${shared.map(jsonWord).join(",")}]`,
+    `[${shared.map((w) => jsonWord(w, late)).join(",")}]`,
     "CDKTF_K3S_KILO_SOURCES",
     ")",
     "",
@@ -297,17 +298,17 @@ export function renderSharedSources(shared: string[]): string {
  * quoted here-document. A value from Terraform is JSON-encoded, so it holds no newline and cannot
  * end the here-document or reach the shell.
  */
-export function renderConvergeCall(set: NodeRuleSet, shared: string[] = []): string {
+export function renderConvergeCall(set: NodeRuleSet, late: LateValues, shared: string[] = []): string {
   return [
     `# the rules of node ${set.node.replace(/[^A-Za-z0-9_./-]/g, "?")}`,
     "converge_firewall <<'CDKTF_K3S_KILO_RULES'",
-    renderRuleData(set, shared),
+    renderRuleData(set, late, shared),
     "CDKTF_K3S_KILO_RULES",
     "",
   ].join("\n");
 }
 
 /** The whole batched script of one node (what Terraform runs: the shared program, then the call). */
-export function renderBatchedFirewallScript(set: NodeRuleSet, shared: string[] = []): string {
-  return renderConvergeProgram() + "\n" + (shared.length ? renderSharedSources(shared) + "\n" : "") + renderConvergeCall(set, shared);
+export function renderBatchedFirewallScript(set: NodeRuleSet, late: LateValues, shared: string[] = []): string {
+  return renderConvergeProgram() + "\n" + (shared.length ? renderSharedSources(shared, late) + "\n" : "") + renderConvergeCall(set, late, shared);
 }

@@ -3,14 +3,15 @@
  * Kilo's leftovers from a host (run on the host). Both tolerate work already done, so a destroy
  * that failed halfway can simply run again.
  */
-import { scriptHeader, shq, STATE_DIR } from "./shell";
+import { LateValues } from "./late-values";
+import { scriptHeader, shq, shqLiteral, STATE_DIR } from "./shell";
 
 /** Drain an agent (bounded) and delete its Node object. Runs on the server. */
-export function renderDrainScript(nodeName: string, drainTimeoutSeconds: number): string {
+export function renderDrainScript(nodeName: string, drainTimeoutSeconds: number, late: LateValues): string {
   const t = Math.floor(drainTimeoutSeconds);
   return [
     scriptHeader("drain a node and remove it from the cluster"),
-    `NODE=${shq(nodeName)}`,
+    `NODE=${shq(nodeName, late)}`,
     "if [ ! -x /usr/local/bin/k3s ]; then",
     "  log \"K3s is not installed on this server; nothing to drain\"",
     "  exit 0",
@@ -53,7 +54,7 @@ const KILO_IPTABLES_CLEANUP = [
   "# Kilo's iptables rules only: the deletions go to iptables-restore --noflush, which leaves",
   "# every other rule and chain of the table as it is (an operator rule that mentions KILO- stays).",
   "# shellcheck disable=SC2016 # an awk program: its $ fields are awk's, not the shell's",
-  `KILO_RULES_AWK=${shq(KILO_RULES_AWK)}`,
+  `KILO_RULES_AWK=${shqLiteral(KILO_RULES_AWK)}`,
   "for tool in iptables ip6tables; do",
   "  command -v \"$tool-save\" >/dev/null 2>&1 || continue",
   "  for table in filter nat mangle raw; do",

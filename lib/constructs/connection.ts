@@ -4,7 +4,7 @@
  * from state.
  */
 import { Fn, SSHProvisionerConnection, Token } from "cdktf";
-import { Host } from "./host";
+import { Host } from "../host/host";
 
 /** Terraform's connection default is 5m; two minutes is plenty for a host that is up. */
 export const DEFAULT_SSH_TIMEOUT = "2m";
