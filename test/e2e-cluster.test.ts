@@ -290,7 +290,7 @@ describeReal("the cluster's first stack on real hosts with real Terraform (K3s a
     expect(statSync(path).mode & 0o777).toBe(0o600);
     const kc = readFileSync(path, "utf8");
     secrets.add(/client-key-data: (\S+)/.exec(kc)![1]);
-    expect(kc).toMatch(new RegExp(`server: https://${NET.replace(/\./g, "\\.")}\\.10:6443`));
+    expect(kc).toMatch(new RegExp(`server: "?https://${NET.replace(/\./g, "\\.")}\\.10:6443`));
     expect(kc).not.toContain("127.0.0.1");
     const out = await tf.outputJson();
     expect(out.kubeconfig.sensitive).toBe(true);
