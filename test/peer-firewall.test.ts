@@ -273,6 +273,26 @@ describe("PeerFirewall", () => {
     expect(errors).toHaveLength(expected.length);
   });
 
+  test("a location mesh with two nodes in one location is warned about: IPIP from a forged private address passes the guard", () => {
+    const warningsFor = (granularity: MeshGranularity, locations: [string, string]) => {
+      const app = new App({ outdir: mkdtempSync(join(tmpdir(), "pf-ipip-")) });
+      const stack = new TerraformStack(app, "cluster");
+      const server = new K3sServer(stack, "server", { host: { address: "203.0.113.10", ssh, location: locations[0] } });
+      new K3sAgent(stack, "agent", { server, host: { address: "203.0.113.11", ssh, location: locations[1] } });
+      new KiloMesh(new TerraformStack(app, "mesh"), "kilo", { server, meshGranularity: granularity });
+      new PeerFirewall(stack, "firewall", { server, adminCidrs: [ADMIN] });
+      app.synth();
+      rmSync(app.outdir, { recursive: true, force: true });
+      return stack.node.findAll().flatMap((c) => c.node.metadata)
+        .filter((m) => m.type === "@cdktf/warn").map((m) => String(m.data)).filter((w) => /IPIP/.test(w));
+    };
+    const warned = warningsFor(MeshGranularity.LOCATION, ["dc1", "dc1"]);
+    expect(warned).toHaveLength(1);
+    expect(warned[0]).toMatch(/^PeerFirewall "cluster\/firewall": KiloMesh mesh\/kilo uses MeshGranularity.LOCATION, so nodes of one location \("dc1"\) exchange .* forges a node's private address can reach pods, ClusterIPs and NodePorts past this firewall's guard. Use MeshGranularity.FULL/);
+    expect(warningsFor(MeshGranularity.LOCATION, ["dc1", "dc2"])).toEqual([]);
+    expect(warningsFor(MeshGranularity.FULL, ["dc1", "dc1"])).toEqual([]);
+  });
+
   test("a location mesh whose kg routes pod traffic unencapsulated inside a location is refused: the guard would drop it", () => {
     const errorsFor = (granularity: MeshGranularity, extraArgs: string[]) => {
       const app = new App();

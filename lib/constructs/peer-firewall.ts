@@ -134,7 +134,12 @@ export class PeerFirewall extends Construct {
     this.adminCidrs = [...(props.adminCidrs ?? [])];
     this.warnAboutWideSources(props);
     // Counted at synth, once every agent of the cluster exists.
-    Aspects.of(this).add({ visit: (c) => { if (c === this) for (const w of this.rateLimitFindings(props).warnings) Annotations.of(this).addWarning(w); } });
+    Aspects.of(this).add({
+      visit: (c) => {
+        if (c !== this) return;
+        for (const w of [...this.rateLimitFindings(props).warnings, ...this.ipipWarnings()]) Annotations.of(this).addWarning(w);
+      },
+    });
     for (const n of this.nodes) {
       const s = n.host?.ssh;
       const b = s?.bastion?.host;
@@ -356,6 +361,31 @@ export class PeerFirewall extends Construct {
       "so moving the firewall to either stack makes the two depend on each other (a circular dependency). " +
       `Create ${move.join(", ")} in stack ${name(target)}${root ? `, the stack of ${root.node.path} (an agent belongs in its server's stack)` : ""}` +
       (stack === target ? "" : `, and this firewall there too`);
+  }
+
+  /**
+   * A location mesh carries pod traffic between nodes of one location in IPIP, which Kilo accepts
+   * from those nodes' private addresses. IPIP has no authentication: a neighbour on that private
+   * network who forges a node's address gets packets onto tunl0, past the guard.
+   */
+  private ipipWarnings(): string[] {
+    const servers = serversOf(this.nodes);
+    const warnings: string[] = [];
+    for (const mesh of this.node.root.node.findAll()) {
+      if (!(mesh instanceof KiloMesh) || !servers.includes(mesh.server) || mesh.meshGranularity !== MeshGranularity.LOCATION) continue;
+      const count = new Map<string, number>();
+      for (const n of this.nodes) {
+        const l = n.host?.location;
+        if (typeof l === "string" && l !== "" && !v.isToken(l)) count.set(l, (count.get(l) ?? 0) + 1);
+      }
+      const shared = [...count].filter(([, k]) => k > 1).map(([l]) => `"${l}"`);
+      if (shared.length === 0) continue;
+      warnings.push(`PeerFirewall "${this.node.path}": KiloMesh ${mesh.node.path} uses MeshGranularity.LOCATION, so nodes of one location (${shared.join(", ")}) ` +
+        "exchange pod and Service traffic in IPIP over their private network, which Kilo accepts by source address alone. A machine on that network that forges a node's " +
+        "private address can reach pods, ClusterIPs and NodePorts past this firewall's guard. Use MeshGranularity.FULL (every node its own WireGuard peer) " +
+        "unless you trust every machine on the locations' private networks");
+    }
+    return warnings;
   }
 
   /** Ports PeerFirewall opens only to certain sources: [first, last, protocol, what, to whom]. */
