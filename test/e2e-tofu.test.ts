@@ -96,7 +96,7 @@ describeReal("the cluster's first stack on real hosts with OpenTofu (K3s is a st
       expect((await standInCounts(h(name))).installs).toBe(1);
     }
     expect(existsSync(join(lab.dir, "kubeconfig"))).toBe(true);
-    expect(readFileSync(join(lab.dir, "kubeconfig"), "utf8")).toContain(`server: https://${h("server").address}:6443`);
+    expect(readFileSync(join(lab.dir, "kubeconfig"), "utf8")).toContain(`server: "https://${h("server").address}:6443"`);
   });
 
   test("a plan right after the apply has no changes (exit code 0)", async () => {
