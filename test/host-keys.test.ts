@@ -38,6 +38,19 @@ describe("unpinned host keys", () => {
     expect(hk[0]).toContain(REQUIRE_HOST_KEYS_CONTEXT);
   });
 
+  test("a host or bastion address from Terraform is named as set at apply, never as cdktf's token text", () => {
+    const { stack } = newStack();
+    const ip = new TerraformVariable(stack, "ip", { type: "string" }).stringValue;
+    const jump = new TerraformVariable(stack, "jump", { type: "string" }).stringValue;
+    const server = new K3sServer(stack, "s", { host: { address: ip, ssh } });
+    new K3sAgent(stack, "a", { server, host: { address: "10.0.0.12", ssh: { ...ssh, bastion: { host: jump } } } });
+    synth(stack);
+    const hk = warnings(stack).filter((w) => w.includes("host keys not pinned"));
+    expect(hk).toHaveLength(1);
+    expect(hk[0]).toContain("cluster/s (address set at apply), cluster/a (10.0.0.12), bastion address set at apply (of cluster/a).");
+    expect(hk[0]).not.toMatch(/\$\{|TfToken/);
+  });
+
   test("no warning when every host is pinned", () => {
     const { stack } = newStack();
     new K3sServer(stack, "s", { host: { address: "203.0.113.10", ssh: { ...ssh, hostKey: KEY_A } } });

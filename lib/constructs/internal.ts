@@ -2,7 +2,7 @@
  * Small wiring helpers shared by the constructs. Not exported from the package.
  */
 import { createHash } from "crypto";
-import { Annotations, Aspects, Fn, IAspect, LocalBackend, TerraformBackend, TerraformLocal, TerraformProvider, TerraformResource, TerraformStack, ITerraformDependable, TerraformResourceLifecycle } from "cdktf";
+import { Annotations, Aspects, Fn, Token, IAspect, LocalBackend, TerraformBackend, TerraformLocal, TerraformProvider, TerraformResource, TerraformStack, ITerraformDependable, TerraformResourceLifecycle } from "cdktf";
 import { Construct, IConstruct } from "constructs";
 import * as localProvider from "@cdktf/provider-local/lib/provider";
 import * as randomProvider from "@cdktf/provider-random/lib/provider";
@@ -173,11 +173,12 @@ export function unpinnedHosts(nodes: readonly NodeEntry[]): string[] {
   for (const n of nodes) {
     const s = n.host?.ssh;
     if (!s) continue;
-    const addr = s.host ?? n.host.address;
-    if (s.hostKey === undefined) out.push(`${n.path} (${addr})`);
+    // An address Terraform fills in at apply is named as such, not as cdktf's token text.
+    const shown = (a: string) => (Token.isUnresolved(a) ? "address set at apply" : a);
+    if (s.hostKey === undefined) out.push(`${n.path} (${shown(s.host ?? n.host.address)})`);
     if (s.bastion && s.bastion.hostKey === undefined && !seen.has(s.bastion.host)) {
       seen.add(s.bastion.host);
-      out.push(`bastion ${s.bastion.host} (of ${n.path})`);
+      out.push(`bastion ${shown(s.bastion.host)} (of ${n.path})`);
     }
   }
   return out;
