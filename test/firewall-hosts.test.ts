@@ -134,11 +134,11 @@ function kiloMatrix(): ProbeCase[] {
     { source: mesh, target: P["server"], address: "10.4.0.1", port: 1107, proto: "tcp", expect: "open" },
     { source: mesh, fromAddress: "10.42.1.5", target: P["server"], address: "10.4.0.1", port: 10250, proto: "tcp", expect: "open" },
     // ... but an address outside the cluster's ranges does not, even on kilo0.
-    { source: mesh, fromAddress: "192.0.2.77", target: P["server"], address: "10.4.0.1", port: 5353, proto: "udp", expect: "blocked" },
+    { source: mesh, fromAddress: "198.51.100.77", target: P["server"], address: "10.4.0.1", port: 5353, proto: "udp", expect: "blocked" },
     // Forwarded: a pod on another node (through kilo0) to a pod on this node (kube-bridge).
     { source: mesh, fromAddress: "10.42.1.5", target: pod, port: 8080, proto: "tcp", expect: "open" },
     { source: mesh, fromAddress: "10.4.0.2", target: pod, port: 8081, proto: "tcp", expect: "open" },
-    { source: mesh, fromAddress: "192.0.2.77", target: pod, port: 8082, proto: "udp", expect: "blocked" },
+    { source: mesh, fromAddress: "198.51.100.77", target: pod, port: 8082, proto: "udp", expect: "blocked" },
     // Forwarded: a pod out to the Internet (kube-bridge -> eth0).
     { source: pod, target: P["stranger"], port: 9090, proto: "tcp", expect: "open" },
     // A pod address arriving on the public interface is not trusted.
@@ -180,8 +180,8 @@ describeReal("PeerFirewall on real hosts", () => {
     ip("-n", server.netns, "addr", "add", "10.4.0.1/16", "dev", "kilo0");
     ip("-n", server.netns, "link", "set", "kilo0", "up");
     ip("-n", server.netns, "route", "add", "10.42.1.0/24", "via", "10.4.0.2", "dev", "kilo0");
-    ip("-n", server.netns, "route", "add", "192.0.2.77/32", "via", "10.4.0.2", "dev", "kilo0");
-    for (const a of ["10.4.0.2/16", "10.42.1.5/32", "192.0.2.77/32"]) ip("-n", meshNs, "addr", "add", a, "dev", "wg");
+    ip("-n", server.netns, "route", "add", "198.51.100.77/32", "via", "10.4.0.2", "dev", "kilo0");
+    for (const a of ["10.4.0.2/16", "10.42.1.5/32", "198.51.100.77/32"]) ip("-n", meshNs, "addr", "add", a, "dev", "wg");
     ip("-n", meshNs, "link", "set", "wg", "up");
     ip("-n", meshNs, "link", "set", "lo", "up");
     ip("-n", meshNs, "route", "add", "10.42.0.0/24", "via", "10.4.0.1");

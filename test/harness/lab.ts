@@ -31,7 +31,7 @@ import { join } from "path";
 export interface LabHostSpec {
   /** Short name: letters, digits and dashes (used as hostname). */
   readonly name: string;
-  /** IPv4 address in a documentation range (198.51.100.0/24, 203.0.113.0/24, 192.0.2.0/24). */
+  /** IPv4 address in a documentation range (198.51.100.0/24 or 203.0.113.0/24). */
   readonly address: string;
   /** Log in as the passwordless-sudo user `deployer` instead of root (`sshUser`). @default false */
   readonly sudoUser?: boolean;
@@ -74,7 +74,8 @@ export const SUDO_USER = "deployer";
 /** A user whose sudo asks for a password, on every host. */
 export const PASSWORD_SUDO_USER = "pwsudo";
 
-const ALLOWED_RANGES = ["198.51.100.", "203.0.113.", "192.0.2."];
+// Only these two: 192.0.2.0/24 is not used for lab hosts on these machines.
+const ALLOWED_RANGES = ["198.51.100.", "203.0.113."];
 const HOST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 /** Where each host sees the copy-on-write layers of what it wrote: LAYERS_DIR/<etc|var|usr_local|…>/upper. */
 export const LAYERS_DIR = "/run/cdktf-lab-layers";
