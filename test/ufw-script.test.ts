@@ -308,6 +308,23 @@ describe("ufw converge script", () => {
     expect(s.custom).toBe("exit 1\n0\n0\n#!/bin/sh\necho operator\n\n");
   });
 
+  (canSandbox ? test : test.skip)("a guard that cannot load never keeps ufw from starting: `ufw-init restart` (ufw's init.d path) loads ufw's rules and says the guard is missing", () => {
+    const set = nodeRuleSet(cluster(1), "server");
+    const input = "iptables -S INPUT | head -1; iptables -S ufw-user-input 2>/dev/null | grep -c -- '^-A ufw-user-input' || true";
+    const r = sandbox([
+      "sh ./fw.sh >/dev/null",
+      // A rules file iptables-restore refuses stands for any load failure (a held xtables lock, a missing ip6tables).
+      "echo 'not a rules file' > /etc/ufw/cdktf-k3s-kilo-guard.rules",
+      "=== restart", "/lib/ufw/ufw-init restart >/dev/null 2>restart.err && echo 'exit 0' || echo \"exit $?\"", "grep -c 'the guard is not loaded' restart.err || true", input,
+      "=== guard", "iptables -t raw -S PREROUTING",
+    ].join("\n"), { "fw.sh": renderBatchedFirewallScript(set, LATE) });
+    const s = sections(r.stdout);
+    // ufw's policies and the cluster's rules are back, though the guard is not.
+    // (ufw's restart runs before.init start twice: once itself, once in its start function.)
+    expect(s.restart).toMatch(/^exit 0\n[12]\n-P INPUT DROP\n[1-9]\d*\n$/);
+    expect(s.guard).toBe("-P PREROUTING ACCEPT\n\n");
+  });
+
   (canSandbox ? test : test.skip)("the operator's outgoing policy is left as set (with a warning when it is not allow); reject counts as closed; an open incoming or routed policy is closed", () => {
     const set = nodeRuleSet(cluster(1), "server");
     const policies = "grep -E '^DEFAULT_(INPUT|OUTPUT|FORWARD)_POLICY=' /etc/default/ufw";

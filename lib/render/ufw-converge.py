@@ -251,8 +251,12 @@ esac
 
 
 def guard_hook(init_path):
+    # Never fails before.init: ufw's init.d restart stops the firewall (policies ACCEPT) and returns
+    # without starting it again when before.init fails, which would leave the host open. A guard that
+    # cannot load is said on stderr (the journal at boot) and ufw's own rules load as usual.
     return [HOOK_BEGIN + " (PeerFirewall: drops the cluster's ranges arriving off the mesh; removed by the node's uninstall)\n",
-            "if [ -x %s ]; then %s \"${1:-}\" || exit 1; fi\n" % (init_path, init_path),
+            "if [ -x %s ]; then %s \"${1:-}\" || echo \"cdktf-k3s-kilo: '%s ${1:-}' failed, so the guard is not loaded; "
+            "ufw goes on without it. Fix the cause above, then run: %s start\" >&2; fi\n" % (init_path, init_path, init_path, init_path),
             HOOK_END + "\n"]
 
 
