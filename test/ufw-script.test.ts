@@ -308,6 +308,18 @@ describe("ufw converge script", () => {
     expect(s.custom).toBe("exit 1\n0\n0\n#!/bin/sh\necho operator\n\n");
   });
 
+  (canSandbox ? test : test.skip)("the guard's files are written through a new temporary file, never through a symlink left at its name", () => {
+    const set = nodeRuleSet(cluster(1), "server");
+    const r = sandbox([
+      "echo 'kept' > /run/victim",
+      "for f in cdktf-k3s-kilo-guard.rules cdktf-k3s-kilo-guard.init before.init; do ln -s /run/victim \"/etc/ufw/$f.cdktf-k3s-kilo.tmp\"; done",
+      "sh ./fw.sh >/dev/null",
+      "=== after", "cat /run/victim", "ls -A /etc/ufw | grep -c 'cdktf-k3s-kilo.tmp$' || true", "grep -c -- '-j DROP' /etc/ufw/cdktf-k3s-kilo-guard.rules",
+    ].join("\n"), { "fw.sh": renderBatchedFirewallScript(set, LATE) });
+    expect(r.code).toBe(0);
+    expect(sections(r.stdout).after).toMatch(/^kept\n0\n[1-9]\d*\n/);
+  });
+
   (canSandbox ? test : test.skip)("a guard that cannot load never keeps ufw from starting: `ufw-init restart` (ufw's init.d path) loads ufw's rules and says the guard is missing", () => {
     const set = nodeRuleSet(cluster(1), "server");
     const input = "iptables -S INPUT | head -1; iptables -S ufw-user-input 2>/dev/null | grep -c -- '^-A ufw-user-input' || true";

@@ -303,7 +303,10 @@ def write_if_changed(path, text, mode):
     except FileNotFoundError:
         pass
     tmp = path + ".cdktf-k3s-kilo.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    # A leftover of an interrupted run (or anything planted there) goes; the new file is ours alone.
+    if os.path.lexists(tmp):
+        os.unlink(tmp)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     try:
         os.fchmod(fd, mode)
         os.write(fd, text.encode())
