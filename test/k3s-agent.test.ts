@@ -82,7 +82,7 @@ describe("K3sAgent", () => {
     expect(uninstall.when).toBe("destroy");
     expect(uninstall.on_failure).toBeUndefined();
     expect(uninstall.inline[0]).toContain("k3s-agent-uninstall.sh");
-    for (const leftover of ["kilo0 kube-bridge tunl0", "KILO-", "/var/lib/kilo", "/etc/cni/net.d/10-kilo.conflist"]) {
+    for (const leftover of ["kilo0 kube-bridge", "ip link set tunl0 down", "KILO-", "/var/lib/kilo", "/etc/cni/net.d/10-kilo.conflist"]) {
       expect(uninstall.inline[0]).toContain(leftover);
     }
     // Agent connection with no key path: the SSH agent, and the bastion from state.

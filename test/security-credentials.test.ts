@@ -103,17 +103,21 @@ describe("the admin credentials on real Terraform and a real host", () => {
     try { if (tf) await tf.destroy({ check: false }); } finally { await lab?.cleanup(); }
   });
 
-  /** The secrets as the host holds them: the admin client key (PEM and base64) and the server token. */
+  /** The secrets as the host holds them: the admin client key (PEM and base64), the server token and the agent token. */
   async function secrets(): Promise<string[]> {
     const srv = lab.host("srv");
     const kube = parse(await srv.readFile("/etc/rancher/k3s/k3s.yaml"));
     const keyB64: string = kube.users[0].user["client-key-data"];
     const keyPem = Buffer.from(keyB64, "base64").toString("utf8");
     const keyLine = keyPem.split("\n").find((l) => l.length > 40 && !l.startsWith("-----"))!;
-    const token: string = parse(await srv.readFile("/etc/rancher/k3s/config.yaml")).token;
+    const config = parse(await srv.readFile("/etc/rancher/k3s/config.yaml"));
+    const token: string = config.token;
+    const agentToken: string = config["agent-token"];
     expect(keyLine).toBeTruthy();
     expect(token.length).toBeGreaterThan(20);
-    return [keyB64.slice(0, 40), keyLine, token];
+    expect(agentToken.length).toBeGreaterThan(20);
+    expect(agentToken).not.toBe(token);
+    return [keyB64.slice(0, 40), keyLine, token, agentToken];
   }
 
   test("the kubeconfig reaches Terraform (sensitive output) with the host's client key", async () => {

@@ -91,7 +91,7 @@ describeReal("uninstall on a host with real iptables", () => {
   });
   afterAll(async () => { await lab?.cleanup(); });
 
-  test("removes Kilo's chains, jumps and marked rules; every operator rule survives, KILO- comments included", async () => {
+  test("removes Kilo's interfaces (kilo0, kube-bridge), chains, jumps and marked rules; every operator rule survives, KILO- comments included", async () => {
     await node.run("iptables-restore --noflush", { input: OPERATOR_V4 });
     await node.run("ip6tables-restore --noflush", { input: OPERATOR_V6 });
     const before = { v4: await rules("iptables"), v6: await rules("ip6tables") };
@@ -103,6 +103,9 @@ describeReal("uninstall on a host with real iptables", () => {
     expect(loaded).toContain(":KILO-NAT");
     expect(loaded).toContain("-j KILO-IPIP");
 
+    // Kilo's interfaces: kube-bridge is a bridge as Kilo makes it; kilo0, a WireGuard link under
+    // Kilo, is a bridge here (no WireGuard kernel module on the test machine; deleted by name alike).
+    await node.run("ip link add kube-bridge type bridge && ip link add kilo0 type bridge && ip link set kilo0 up");
     await node.run(`sh -s`, { input: renderStagingScript() });
     await node.run(`cat > ${STAGED_CONFIG}`, { input: `token: staged-${"6".repeat(40)}\n` });
     const script = renderUninstallScript("agent");
@@ -119,6 +122,8 @@ describeReal("uninstall on a host with real iptables", () => {
     expect(after.v6).not.toContain("Kilo: ");
     // Exactly what was there before Kilo: nothing of the operator's is lost or reordered.
     expect(after).toEqual(before);
+
+    expect(await node.run("ip -o link show | awk -F': ' '{print $2}' | grep -E '^(kilo0|kube-bridge)$' || true")).toBe("");
 
     // Our state directory went, with an uploaded config whose install never ran (a failed upload or step).
     expect(await node.run(`ls -A ${STAGING_DIR} 2>/dev/null || true`)).toBe("");
