@@ -308,6 +308,23 @@ describe("ufw converge script", () => {
     expect(s.custom).toBe("exit 1\n0\n0\n#!/bin/sh\necho operator\n\n");
   });
 
+  (canSandbox ? test : test.skip)("a ufw other than 0.36 is refused before anything changes", () => {
+    const set = nodeRuleSet(cluster(1), "server");
+    const state = "ufw status verbose; tar -C /etc -cf - ufw default/ufw | sha256sum; iptables-save | grep -v '^#' || true";
+    const r = sandbox([
+      // The same ufw, saying it is 0.35 (the version line is what the converge reads), bound over it.
+      "ufw_bin=$(command -v ufw) && cp \"$ufw_bin\" /run/ufw && sed -i 's/^version = \".*\"/version = \"0.35.1\"/' /run/ufw && mount --bind /run/ufw \"$ufw_bin\"",
+      "=== before", state,
+      "=== run", "sh ./fw.sh >/dev/null 2>run.err && echo 'exit 0' || echo \"exit $?\"", "cat run.err",
+      "=== after", state,
+    ].join("\n"), { "fw.sh": renderBatchedFirewallScript(set, LATE) });
+    const s = sections(r.stdout);
+    expect(s.run).toMatch(/^exit 1\n/);
+    expect(s.run).toMatch(/ufw 0\.35\.1 at \/usr\/s?bin\/ufw: PeerFirewall's converge writes ufw's rules files itself and knows their layout only in ufw 0\.36 .*; nothing was changed/);
+    expect(s.before).toContain("Status: inactive");
+    expect(s.after.trimEnd()).toBe(s.before.trimEnd());
+  });
+
   (canSandbox ? test : test.skip)("the guard's files are written through a new temporary file, never through a symlink left at its name", () => {
     const set = nodeRuleSet(cluster(1), "server");
     const r = sandbox([
