@@ -51,6 +51,18 @@ describe("unpinned host keys", () => {
     expect(hk[0]).not.toMatch(/\$\{|TfToken/);
   });
 
+  test("a large cluster's warning names the first ten hosts and counts the rest", () => {
+    const { stack } = newStack();
+    const server = new K3sServer(stack, "s", { host: { address: "203.0.113.10", ssh } });
+    for (let i = 0; i < 25; i++) new K3sAgent(stack, `a${i}`, { server, host: { address: `198.51.100.${10 + i}`, ssh } });
+    synth(stack);
+    const hk = warnings(stack).filter((w) => w.includes("host keys not pinned"));
+    expect(hk).toHaveLength(1);
+    expect(hk[0]).toContain("cluster/s (203.0.113.10), cluster/a0 (198.51.100.10), ");
+    expect(hk[0]).toContain("cluster/a8 (198.51.100.18) and 16 more. Pin them");
+    expect(hk[0]).not.toContain("cluster/a9 ");
+  });
+
   test("no warning when every host is pinned", () => {
     const { stack } = newStack();
     new K3sServer(stack, "s", { host: { address: "203.0.113.10", ssh: { ...ssh, hostKey: KEY_A } } });

@@ -184,6 +184,12 @@ export function unpinnedHosts(nodes: readonly NodeEntry[]): string[] {
   return out;
 }
 
+/** A list for a message: up to 10 items, then how many more (a 200-node cluster's would fill the screen). */
+export function listSome(items: readonly string[], max = 10): string {
+  if (items.length <= max + 1) return items.join(", ");
+  return `${items.slice(0, max).join(", ")} and ${items.length - max} more`;
+}
+
 /**
  * Register a node of `stack`; the first registration adds an aspect that, at synth, tells the user
  * once per stack what Terraform will not protect: hosts whose SSH key is not pinned, cluster
@@ -202,7 +208,7 @@ export function reportStackSecurity(stack: TerraformStack, node: NodeEntry): voi
       const unpinned = unpinnedHosts(nodes);
       if (unpinned.length && !requireHostKeys(stack)) {
         Annotations.of(stack).addWarning(
-          `cdktf-k3s-kilo: SSH host keys not pinned, so Terraform does not verify these hosts and whoever intercepts the connection receives the cluster's tokens: ${unpinned.join(", ")}. ` +
+          `cdktf-k3s-kilo: SSH host keys not pinned, so Terraform does not verify these hosts and whoever intercepts the connection receives the cluster's tokens: ${listSome(unpinned)}. ` +
           `Pin them with host.ssh.hostKey and host.ssh.bastion.hostKey (docs/security.md, "Pinning host keys"); set the context "${REQUIRE_HOST_KEYS_CONTEXT}": true to refuse unpinned hosts.`);
       }
       const backend = stack.node.findAll().find((b) => b instanceof TerraformBackend);
@@ -220,7 +226,7 @@ export function reportStackSecurity(stack: TerraformStack, node: NodeEntry): voi
           if (!g.paths.includes(n.path)) g.paths.push(n.path);
         }
       }
-      for (const { risk, paths } of groups.values()) Annotations.of(stack).addWarning(`cdktf-k3s-kilo: ${risk.text(paths.join(", "))}`);
+      for (const { risk, paths } of groups.values()) Annotations.of(stack).addWarning(`cdktf-k3s-kilo: ${risk.text(listSome(paths))}`);
     },
   };
   Aspects.of(stack).add(aspect);
