@@ -40,7 +40,7 @@ const UFW_PREAMBLE = [
 ];
 
 /**
- * The per-rule path: one `ufw` process per missing rule and per stale rule (~150 ms each). Kept
+ * The per-rule path: one `ufw` process per missing rule and per stale rule (about 180 ms each, docs/benchmarks.md). Kept
  * as the baseline the batched converge is measured and compared against (bench, host tests). It
  * converges ufw's rules and policies only: the raw-table guard (ufw-converge.py) is the batched
  * path's, which is what PeerFirewall deploys.
