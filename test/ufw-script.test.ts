@@ -325,6 +325,21 @@ describe("ufw converge script", () => {
     expect(s.after.trimEnd()).toBe(s.before.trimEnd());
   });
 
+  (canSandbox ? test : test.skip)("an absent before.init is created, executable, holding only the hook; ufw reload then loads the guard", () => {
+    const set = nodeRuleSet(cluster(1), "server");
+    const r = sandbox([
+      "rm -f /etc/ufw/before.init",
+      "sh ./fw.sh >/dev/null",
+      "iptables -t raw -D PREROUTING -j cdktf-k3s-kilo-guard",
+      "=== created", "stat -c %a /etc/ufw/before.init", "cat /etc/ufw/before.init",
+      "=== reloaded", "ufw reload >/dev/null", "iptables -t raw -S PREROUTING",
+    ].join("\n"), { "fw.sh": renderBatchedFirewallScript(set, LATE) });
+    expect(r.code).toBe(0);
+    const s = sections(r.stdout);
+    expect(s.created).toMatch(/^7[0-7]0\n#!\/bin\/sh\n# BEGIN cdktf-k3s-kilo guard .*\nif \[ -x \/etc\/ufw\/cdktf-k3s-kilo-guard\.init \]; then .*\n# END cdktf-k3s-kilo guard\n$/);
+    expect(s.reloaded).toContain("-A PREROUTING -j cdktf-k3s-kilo-guard\n");
+  });
+
   (canSandbox ? test : test.skip)("the guard's files are written through a new temporary file, never through a symlink left at its name", () => {
     const set = nodeRuleSet(cluster(1), "server");
     const r = sandbox([
