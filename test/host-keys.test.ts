@@ -38,7 +38,7 @@ describe("unpinned host keys", () => {
     expect(hk[0]).toContain(REQUIRE_HOST_KEYS_CONTEXT);
   });
 
-  test("a host or bastion address from Terraform is named as set at apply, never as cdktf's token text", () => {
+  test("a host or bastion address from Terraform is named so, never as cdktf's token text", () => {
     const { stack } = newStack();
     const ip = new TerraformVariable(stack, "ip", { type: "string" }).stringValue;
     const jump = new TerraformVariable(stack, "jump", { type: "string" }).stringValue;
@@ -47,7 +47,7 @@ describe("unpinned host keys", () => {
     synth(stack);
     const hk = warnings(stack).filter((w) => w.includes("host keys not pinned"));
     expect(hk).toHaveLength(1);
-    expect(hk[0]).toContain("cluster/s (address set at apply), cluster/a (10.0.0.12), bastion address set at apply (of cluster/a).");
+    expect(hk[0]).toContain("cluster/s (address from Terraform), cluster/a (10.0.0.12), bastion address from Terraform (of cluster/a).");
     expect(hk[0]).not.toMatch(/\$\{|TfToken/);
   });
 

@@ -82,7 +82,9 @@ describe("K3sAgent", () => {
     expect(uninstall.when).toBe("destroy");
     expect(uninstall.on_failure).toBeUndefined();
     expect(uninstall.inline[0]).toContain("k3s-agent-uninstall.sh");
-    for (const leftover of ["kilo0 kube-bridge", "ip link set tunl0 down", "KILO-", "/var/lib/kilo", "/etc/cni/net.d/10-kilo.conflist"]) {
+    expect(uninstall.inline[0]).toContain("for link in kilo0 kube-bridge; do");
+    expect(uninstall.inline[0]).not.toMatch(/^[^#\n]*tunl0/m); // the kernel's fallback device (and maybe the operator's) is left alone
+    for (const leftover of ["KILO-", "/var/lib/kilo", "/etc/cni/net.d/10-kilo.conflist"]) {
       expect(uninstall.inline[0]).toContain(leftover);
     }
     // Agent connection with no key path: the SSH agent, and the bastion from state.

@@ -352,6 +352,32 @@ describe("ufw converge script", () => {
     expect(sections(r.stdout).after).toMatch(/^kept\n0\n[1-9]\d*\n/);
   });
 
+  (canSandbox ? test : test.skip)("on a host where ufw was off, a guard that does not load when ufw is enabled fails the step, with ufw's rules active", () => {
+    const set = nodeRuleSet(cluster(1, { podCidr: "fd00:42::/56", serviceCidr: "fd00:43::/112" }), "server");
+    // ip6tables-restore refusing the guard's input (and only it) stands for a kernel without
+    // ip6tables' raw table: the alternatives directory is swapped for a copy that points
+    // ip6tables-restore at a wrapper, inside the sandbox's mount namespace only.
+    const wrapper = [
+      "#!/bin/sh",
+      "input=$(cat)",
+      "case \"$input\" in *cdktf-k3s-kilo-guard*) echo 'stand-in: no raw table for IPv6' >&2; exit 1 ;; esac",
+      "printf '%s\\n' \"$input\" | \"$(cat /run/real-ip6tables-restore)\" ip6tables-restore \"$@\"",
+    ].join("\n") + "\n";
+    const r = sandbox([
+      "readlink -f /etc/alternatives/ip6tables-restore > /run/real-ip6tables-restore",
+      "cp -a /etc/alternatives /run/alternatives && cp ./wrapper.sh /run/ip6tables-restore && chmod 0755 /run/ip6tables-restore",
+      "ln -sf /run/ip6tables-restore /run/alternatives/ip6tables-restore && mount --bind /run/alternatives /etc/alternatives",
+      "=== run", "sh ./fw.sh >/dev/null 2>run.err && echo 'exit 0' || echo \"exit $?\"", "cat run.err",
+      "=== ufw", "grep '^ENABLED=' /etc/ufw/ufw.conf", "iptables -S INPUT | head -1", "iptables -t raw -S PREROUTING",
+    ].join("\n"), { "fw.sh": renderBatchedFirewallScript(set, LATE), "wrapper.sh": wrapper });
+    const s = sections(r.stdout);
+    expect(s.run).toMatch(/^exit 1\n/);
+    expect(s.run).toContain("error: ufw is enabled, but the guard did not load (/etc/ufw/cdktf-k3s-kilo-guard.init start): ");
+    expect(s.run).toContain("stand-in: no raw table for IPv6");
+    // ufw itself is on, with its policy: the failure is the guard's alone.
+    expect(s.ufw).toMatch(/^ENABLED=yes\n-P INPUT DROP\n/);
+  });
+
   (canSandbox ? test : test.skip)("a guard that cannot load never keeps ufw from starting: `ufw-init restart` (ufw's init.d path) loads ufw's rules and says the guard is missing", () => {
     const set = nodeRuleSet(cluster(1), "server");
     const input = "iptables -S INPUT | head -1; iptables -S ufw-user-input 2>/dev/null | grep -c -- '^-A ufw-user-input' || true";
@@ -359,7 +385,7 @@ describe("ufw converge script", () => {
       "sh ./fw.sh >/dev/null",
       // A rules file iptables-restore refuses stands for any load failure (a held xtables lock, a missing ip6tables).
       "echo 'not a rules file' > /etc/ufw/cdktf-k3s-kilo-guard.rules",
-      "=== restart", "/lib/ufw/ufw-init restart >/dev/null 2>restart.err && echo 'exit 0' || echo \"exit $?\"", "grep -c 'the guard is not loaded' restart.err || true", input,
+      "=== restart", "/lib/ufw/ufw-init restart >/dev/null 2>restart.err && echo 'exit 0' || echo \"exit $?\"", "grep -c 'guard.init start. failed, so the guard is not as ufw.s state says; ufw goes on' restart.err || true", input,
       "=== guard", "iptables -t raw -S PREROUTING",
     ].join("\n"), { "fw.sh": renderBatchedFirewallScript(set, LATE) });
     const s = sections(r.stdout);

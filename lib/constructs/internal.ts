@@ -153,7 +153,7 @@ export function requireHostKeys(scope: IConstruct): boolean {
 export interface OptInRisk {
   /** Nodes whose risks have the same key are named in one warning. */
   readonly key: string;
-  /** The warning, given the nodes' paths joined with ", "; it names the field, the risk and the fix. */
+  /** The warning, given the nodes' paths as `listSome` writes them; it names the field, the risk and the fix. */
   readonly text: (nodes: string) => string;
 }
 
@@ -173,8 +173,8 @@ export function unpinnedHosts(nodes: readonly NodeEntry[]): string[] {
   for (const n of nodes) {
     const s = n.host?.ssh;
     if (!s) continue;
-    // An address Terraform fills in at apply is named as such, not as cdktf's token text.
-    const shown = (a: string) => (Token.isUnresolved(a) ? "address set at apply" : a);
+    // An address from Terraform (a variable, another resource) is named as such, not as cdktf's token text.
+    const shown = (a: string) => (Token.isUnresolved(a) ? "address from Terraform" : a);
     if (s.hostKey === undefined) out.push(`${n.path} (${shown(s.host ?? n.host.address)})`);
     if (s.bastion && s.bastion.hostKey === undefined && !seen.has(s.bastion.host)) {
       seen.add(s.bastion.host);

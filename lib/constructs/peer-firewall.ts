@@ -14,7 +14,7 @@ import {
 } from "../render/firewall-rules";
 import { renderConvergeCall, renderConvergeProgram, renderSharedSources, sharedSources } from "../render/ufw-script";
 import { CDKTF_LATE_VALUES } from "./late-values";
-import { TerraformData, fingerprint, terraformLiteral } from "./internal";
+import { TerraformData, fingerprint, listSome, terraformLiteral } from "./internal";
 import { missingMembers, serversOf } from "./cluster-checks";
 import { reportAtSynth } from "./synth-output";
 import { K3sNode, NodeRole } from "./k3s-node";
@@ -416,7 +416,7 @@ export class PeerFirewall extends Construct {
     // A private address is allowed only from peers with the same location (see sharePrivateNetwork).
     const privateWithoutLocation = this.nodes.filter((n) => n.host?.privateAddress !== undefined && (n.host.location === undefined || n.host.location === ""));
     if (privateWithoutLocation.length > 0 && this.nodes.filter((n) => n.host?.privateAddress !== undefined).length > 1) {
-      Annotations.of(this).addWarning(`${where}: ${privateWithoutLocation.map((n) => n.node.path).join(", ")} ` +
+      Annotations.of(this).addWarning(`${where}: ${listSome(privateWithoutLocation.map((n) => n.node.path))} ` +
         "have host.privateAddress but no host.location. A node's private address is allowed only on the firewalls of nodes with the same location " +
         "(they share that private network); give nodes on one private network the same host.location.");
     }

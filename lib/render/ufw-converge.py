@@ -251,12 +251,14 @@ esac
 
 
 def guard_hook(init_path):
-    # Never fails before.init: ufw's init.d restart stops the firewall (policies ACCEPT) and returns
-    # without starting it again when before.init fails, which would leave the host open. A guard that
-    # cannot load is said on stderr (the journal at boot) and ufw's own rules load as usual.
+    # Never fails before.init. ufw's init.d restart stops the firewall (policies ACCEPT) and, when
+    # before.init fails, returns without starting it again: the host would be left open. `ufw
+    # enable` and `ufw reload` would fail and write ENABLED=no, so ufw would stay off after the next
+    # boot. A guard that cannot load is said on stderr (the journal at boot and under init.d; the
+    # ufw command does not print it), and the firewall step loads it itself, failing there.
     return [HOOK_BEGIN + " (PeerFirewall: drops the cluster's ranges arriving off the mesh; removed by the node's uninstall)\n",
-            "if [ -x %s ]; then %s \"${1:-}\" || echo \"cdktf-k3s-kilo: '%s ${1:-}' failed, so the guard is not loaded; "
-            "ufw goes on without it. Fix the cause above, then run: %s start\" >&2; fi\n" % (init_path, init_path, init_path, init_path),
+            "if [ -x %s ]; then %s \"${1:-}\" || echo \"cdktf-k3s-kilo: '%s ${1:-}' failed, so the guard is not as ufw's "
+            "state says; ufw goes on. Fix the cause above, then run: %s ${1:-}\" >&2; fi\n" % (init_path, init_path, init_path, init_path),
             HOOK_END + "\n"]
 
 
@@ -307,12 +309,11 @@ def write_if_changed(path, text, mode):
     if os.path.lexists(tmp):
         os.unlink(tmp)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
-    try:
-        os.fchmod(fd, mode)
-        os.write(fd, text.encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    with os.fdopen(fd, "wb") as f:
+        os.fchmod(f.fileno(), mode)
+        f.write(text.encode())  # a buffered write writes every byte or raises
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
     return True
 

@@ -40,7 +40,7 @@ const UFW_PREAMBLE = [
 ];
 
 /**
- * The per-rule path: one `ufw` process per missing rule and per stale rule (about 180 ms each, docs/benchmarks.md). Kept
+ * The per-rule path: one `ufw` process per missing rule and per stale rule (140-180 ms each, docs/benchmarks.md). Kept
  * as the baseline the batched converge is measured and compared against (bench, host tests). It
  * converges ufw's rules and policies only: the raw-table guard (ufw-converge.py) is the batched
  * path's, which is what PeerFirewall deploys.
@@ -157,6 +157,11 @@ export function renderConvergeProgram(): string {
     "    # and its user chains are loaded.",
     "    if ! grep -q '^ENABLED=yes' /etc/ufw/ufw.conf || ! iptables -n -L ufw-user-input >/dev/null 2>&1; then",
     "      fail \"ufw is not active after enabling it\"",
+    "    fi",
+    "    # Enabling ran the guard's hook, which never fails ufw and whose message the ufw command does",
+    "    # not print: load the guard once more here, where a failure fails the step.",
+    "    if [ -x /etc/ufw/cdktf-k3s-kilo-guard.init ] && ! guard_out=$(/etc/ufw/cdktf-k3s-kilo-guard.init start 2>&1); then",
+    "      fail \"ufw is enabled, but the guard did not load (/etc/ufw/cdktf-k3s-kilo-guard.init start): $guard_out\"",
     "    fi",
     "  fi",
     "  log \"firewall converged ($changes change(s))\"",
